@@ -1,0 +1,31 @@
+//! The orchestrator's domain model: sessions, agents and tasks, with their invariants and state
+//! machines.
+//!
+//! Pure and deterministic: no I/O, no clock, no randomness. Callers pass in the current time and
+//! fresh ids, which keeps every rule testable and lets the same crate run on the server and in the
+//! browser (wasm32).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod ids;
+pub mod session;
+pub mod task;
+pub mod validation;
+
+pub use agent::{
+    Agent, AgentCapability, AgentError, AgentName, AgentPerformanceMetrics, AgentRecord, ModelRef,
+    NewAgent, ParseAgentCapabilityError,
+};
+pub use ids::{AgentId, SessionId, TaskId};
+pub use session::{
+    ExecutionMetrics, MetricsDelta, NewSession, ParseSessionStatusError, Prompt, Session,
+    SessionCommand, SessionError, SessionEvent, SessionOutcome, SessionRecord, SessionStatus,
+    SessionTitle, WorkspacePath,
+};
+pub use task::{
+    NewTask, ParseTaskComplexityError, ParseTaskStatusError, Task, TaskComplexity, TaskError,
+    TaskGraph, TaskRecord, TaskStatus, TaskTitle,
+};
+pub use validation::ValidationError;

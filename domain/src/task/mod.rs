@@ -1,0 +1,11 @@
+//! Tasks: planned work, its decomposition into subtasks and its dependency graph.
+
+mod entity;
+mod error;
+mod graph;
+mod kinds;
+
+pub use entity::{NewTask, Task, TaskRecord, TaskTitle};
+pub use error::TaskError;
+pub use graph::TaskGraph;
+pub use kinds::{ParseTaskComplexityError, ParseTaskStatusError, TaskComplexity, TaskStatus};

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The whole test suite: format and lint gates, unit + property + integration tests (SQLite and
+# PostgreSQL), the wasm32 build of the domain crate, then the end-to-end suite: the real server built
+# by cargo-leptos, driven by Playwright in Debian's Chromium.
+source "$(dirname "$0")/lib.sh"
+
+say "checking build and test tools"
+ensure_build_tools
+ensure_apt chromium
+
+say "checking services: PostgreSQL at 127.0.0.1:5432"
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  say "PostgreSQL is down: starting it"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  export OIO_TEST_POSTGRES_URL="${OIO_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  skip "PostgreSQL ready; tests create and drop their own databases"
+elif [ "${CI:-}" = "true" ]; then
+  echo "PostgreSQL is unreachable at 127.0.0.1:5432 and CI=true: refusing to skip its tests" >&2
+  exit 1
+else
+  skip "PostgreSQL unreachable: its tests will report themselves skipped (never under CI=true)"
+fi
+
+LOG_DIR="$(mktemp -d)"
+trap 'rm -rf "$LOG_DIR"' EXIT
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "clippy: domain, app (ssr) and server, all targets"
+cargo clippy -p domain -p app -p server --all-targets -- -D warnings
+
+say "clippy: frontend and app (hydrate) for wasm32"
+cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+say "build: domain for wasm32-unknown-unknown (the UI shares these types)"
+cargo build -p domain --target wasm32-unknown-unknown
+
+say "cargo test: domain, app, server (unit, property, integration, storage contract)"
+cargo test -p domain -p app -p server 2>&1 | tee "$LOG_DIR/cargo-test.log"
+
+say "cargo leptos build: server binary + hydrated WASM + Tailwind CSS"
+cargo leptos build
+
+say "end-to-end: starting the orchestrator on a free port with a fresh SQLite file"
+E2E_DATA="$(mktemp -d)"
+export LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_OUTPUT_NAME=oio
+OIO_DATA_DIR="$E2E_DATA" DATABASE_URL="" "$CARGO_TARGET_DIR/debug/server" serve --listen 127.0.0.1:0 \
+  > "$LOG_DIR/server.out" 2> "$LOG_DIR/server.err" &
+SERVER_PID=$!
+trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$LOG_DIR" "$E2E_DATA"' EXIT
+BASE_URL=""
+for _ in $(seq 1 100); do
+  BASE_URL="$(sed -n 's|^oio: dashboard on \(http://[^ ]*\)/$|\1|p' "$LOG_DIR/server.out")"
+  [ -n "$BASE_URL" ] && curl -fsS "$BASE_URL/readyz" >/dev/null 2>&1 && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$LOG_DIR/server.err" >&2; echo "server died" >&2; exit 1; }
+  sleep 0.2
+done
+[ -n "$BASE_URL" ] || { cat "$LOG_DIR/server.err" >&2; echo "server never became ready" >&2; exit 1; }
+skip "server ready at $BASE_URL"
+
+say "end-to-end: Playwright in Debian Chromium"
+BASE_URL="$BASE_URL" npx playwright test --config end2end/playwright.config.ts 2>&1 | tee "$LOG_DIR/e2e.log"
+kill "$SERVER_PID" 2>/dev/null || true
+
+# One closing line over every runner above, summed from their own reports.
+rust_passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$LOG_DIR/cargo-test.log" | awk '{ s += $1 } END { print s + 0 }')
+e2e_passed=$(sed -n 's/^ *\([0-9]*\) passed.*/\1/p' "$LOG_DIR/e2e.log" | tail -1)
+say "summary"
+echo "rust tests: ${rust_passed:-0} passed; end-to-end: ${e2e_passed:-0} passed"
+echo "all: $(( ${rust_passed:-0} + ${e2e_passed:-0} )) passed, 0 failed"

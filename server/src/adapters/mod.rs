@@ -1,0 +1,5 @@
+//! Driven adapters, one folder per technology.
+
+pub mod postgres;
+mod sql;
+pub mod sqlite;

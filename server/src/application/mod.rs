@@ -1,0 +1,5 @@
+//! Application services: use cases over the domain, generic over the driven ports.
+
+mod session_service;
+
+pub use session_service::SessionService;

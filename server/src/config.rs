@@ -1,0 +1,376 @@
+//! Typed, layered settings: built-in defaults, then an optional TOML file, then the environment.
+//!
+//! Environment: `OIO_LISTEN`, `OIO_DATA_DIR`, `OIO_DATABASE__MAX_CONNECTIONS`,
+//! `OIO_DATABASE__ACQUIRE_TIMEOUT_SECS`, `OIO_LOG__FORMAT` (`pretty` | `json`), `OIO_OPENCODE_URLS`
+//! (comma-separated), and the conventional `DATABASE_URL` and `REDIS_URL`. Secrets (database and
+//! Redis URLs, OpenCode passwords) are held in [`SecretString`] so they never print.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// A settings error, naming the field that is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Address the HTTP server (dashboard, API, health) listens on. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the embedded database and other local state live.
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    pub redis_url: Option<SecretString>,
+    #[serde(default)]
+    pub opencode: OpenCodeSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://…` or `postgres://…`; when absent, a SQLite file under `data_dir`.
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OpenCodeSettings {
+    #[serde(default)]
+    pub servers: Vec<OpenCodeServerSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpenCodeServerSettings {
+    pub url: Url,
+    /// HTTP basic-auth password (`OPENCODE_SERVER_PASSWORD` of that server), if it has one.
+    pub password: Option<SecretString>,
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+}
+
+fn default_capacity() -> u32 {
+    4
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+/// Which storage backend a database URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Settings {
+    /// Loads settings from defaults, `file` (required when given, else `oio.toml` if present) and
+    /// the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As [`Settings::load`], with the environment passed in (so tests need not touch the process).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+        let mut builder = config::Config::builder()
+            .set_default("listen", "127.0.0.1:3000")?
+            .set_default("data_dir", "./data")?
+            .set_default("database.max_connections", 10)?
+            .set_default("database.acquire_timeout_secs", 5)?
+            .set_default("log.format", "pretty")?
+            .set_default("log.filter", "info,server=debug,app=debug")?;
+        builder = match file {
+            Some(path) => builder.add_source(config::File::from(path).required(true)),
+            None => builder.add_source(config::File::with_name("oio.toml").required(false)),
+        };
+        builder = builder.add_source(
+            config::Environment::with_prefix("OIO")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(
+                    env.iter()
+                        .filter(|(k, _)| k.as_str() != "OIO_OPENCODE_URLS")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )),
+        );
+        if let Some(url) = env.get("DATABASE_URL").filter(|v| !v.is_empty()) {
+            builder = builder.set_override("database.url", url.as_str())?;
+        }
+        if let Some(url) = env.get("REDIS_URL").filter(|v| !v.is_empty()) {
+            builder = builder.set_override("redis_url", url.as_str())?;
+        }
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        if let Some(urls) = env.get("OIO_OPENCODE_URLS") {
+            settings.opencode.servers = parse_opencode_urls(urls)?;
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.backend()?;
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if self.database.acquire_timeout_secs == 0 {
+            return Err(invalid("database.acquire_timeout_secs", "must be at least 1"));
+        }
+        if let Some(redis) = &self.redis_url {
+            let url = Url::parse(redis.expose_secret())
+                .map_err(|e| invalid("redis_url", e.to_string()))?;
+            if !matches!(url.scheme(), "redis" | "rediss") {
+                return Err(invalid("redis_url", "scheme must be redis:// or rediss://"));
+            }
+        }
+        for server in &self.opencode.servers {
+            if !matches!(server.url.scheme(), "http" | "https") {
+                return Err(invalid(
+                    "opencode.servers.url",
+                    format!("{} must be http:// or https://", server.url),
+                ));
+            }
+            if server.capacity == 0 {
+                return Err(invalid("opencode.servers.capacity", "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one, or the embedded SQLite file.
+    pub fn database_url(&self) -> SecretString {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => {
+                let path = self.data_dir.join("oio.db");
+                SecretString::from(format!("sqlite://{}?mode=rwc", path.display()))
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Result<Backend, ConfigError> {
+        let url = self.database_url();
+        let url = url.expose_secret();
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(invalid(
+                "database.url",
+                format!(
+                    "{} is neither sqlite:// nor postgres://",
+                    redact_url(url)
+                ),
+            ))
+        }
+    }
+
+    /// The settings as an operator may see them: every secret redacted.
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "listen": self.listen.to_string(),
+            "data_dir": self.data_dir.display().to_string(),
+            "database": {
+                "url": redact_url(self.database_url().expose_secret()),
+                "max_connections": self.database.max_connections,
+                "acquire_timeout_secs": self.database.acquire_timeout_secs,
+            },
+            "redis_url": self.redis_url.as_ref().map(|u| redact_url(u.expose_secret())),
+            "opencode": {
+                "servers": self.opencode.servers.iter().map(|s| serde_json::json!({
+                    "url": redact_url(s.url.as_str()),
+                    "password": s.password.as_ref().map(|_| "***"),
+                    "capacity": s.capacity,
+                })).collect::<Vec<_>>(),
+            },
+            "log": { "format": format!("{:?}", self.log.format).to_lowercase(), "filter": self.log.filter },
+        })
+    }
+}
+
+fn parse_opencode_urls(raw: &str) -> Result<Vec<OpenCodeServerSettings>, ConfigError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let url = Url::parse(s)
+                .map_err(|e| invalid("OIO_OPENCODE_URLS", format!("{}: {e}", redact_url(s))))?;
+            Ok(OpenCodeServerSettings {
+                url,
+                password: None,
+                capacity: default_capacity(),
+            })
+        })
+        .collect()
+}
+
+/// A URL fit for logs and error messages: any password replaced by `***`.
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            // Cannot fail: a URL that already has a password can hold another.
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        // Unparseable: show only the scheme, since a password could be anywhere in it.
+        Err(_) => match raw.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://<unparseable>"),
+            None => "<unparseable>".to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_select_the_embedded_sqlite_file_under_the_data_dir() {
+        let s = Settings::load_from(None, env(&[("OIO_DATA_DIR", "/var/lib/oio")])).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(s.backend().unwrap(), Backend::Sqlite);
+        assert_eq!(
+            s.database_url().expose_secret(),
+            "sqlite:///var/lib/oio/oio.db?mode=rwc"
+        );
+        assert!(s.redis_url.is_none());
+        assert!(s.opencode.servers.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("oio.toml");
+        std::fs::write(
+            &file,
+            r#"
+listen = "127.0.0.1:4000"
+data_dir = "/from/file"
+[database]
+max_connections = 3
+[[opencode.servers]]
+url = "http://127.0.0.1:4096"
+password = "hunter2"
+capacity = 2
+"#,
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), env(&[("OIO_LISTEN", "0.0.0.0:5000")])).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:5000");
+        assert_eq!(s.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(s.database.max_connections, 3);
+        assert_eq!(s.opencode.servers.len(), 1);
+        assert_eq!(s.opencode.servers[0].capacity, 2);
+        assert_eq!(
+            s.opencode.servers[0].password.as_ref().unwrap().expose_secret(),
+            "hunter2"
+        );
+    }
+
+    #[test]
+    fn database_and_redis_urls_come_from_conventional_variables() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("DATABASE_URL", "postgres://postgres:pw@127.0.0.1:5432/oio"),
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("OIO_OPENCODE_URLS", "http://127.0.0.1:4096, http://127.0.0.1:4097"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.backend().unwrap(), Backend::Postgres);
+        assert!(s.redis_url.is_some());
+        let urls: Vec<_> = s.opencode.servers.iter().map(|s| s.url.as_str()).collect();
+        assert_eq!(urls, ["http://127.0.0.1:4096/", "http://127.0.0.1:4097/"]);
+    }
+
+    #[test]
+    fn an_unknown_database_scheme_is_rejected_naming_the_field() {
+        let err = Settings::load_from(None, env(&[("DATABASE_URL", "mysql://u:secret@h/db")]))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("database.url"), "{msg}");
+        assert!(!msg.contains("secret"), "password leaked: {msg}");
+    }
+
+    #[test]
+    fn a_bad_opencode_url_is_rejected_naming_the_variable() {
+        let err = Settings::load_from(None, env(&[("OIO_OPENCODE_URLS", "not a url")])).unwrap_err();
+        assert!(err.to_string().contains("OIO_OPENCODE_URLS"), "{err}");
+        let err =
+            Settings::load_from(None, env(&[("OIO_OPENCODE_URLS", "ftp://host")])).unwrap_err();
+        assert!(err.to_string().contains("opencode.servers.url"), "{err}");
+    }
+
+    #[test]
+    fn zero_pool_size_is_rejected() {
+        let err = Settings::load_from(None, env(&[("OIO_DATABASE__MAX_CONNECTIONS", "0")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("database.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn redacted_settings_never_contain_secrets() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("DATABASE_URL", "postgres://postgres:topsecret@127.0.0.1/oio"),
+                ("REDIS_URL", "redis://:alsosecret@127.0.0.1:6379"),
+            ]),
+        )
+        .unwrap();
+        let shown = s.redacted().to_string();
+        assert!(!shown.contains("topsecret"), "{shown}");
+        assert!(!shown.contains("alsosecret"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+        assert!(!format!("{s:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn redact_url_hides_passwords_but_keeps_the_rest() {
+        assert_eq!(
+            redact_url("postgres://user:pw@db.example:5432/x"),
+            "postgres://user:***@db.example:5432/x"
+        );
+        assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    }
+}

@@ -1,0 +1,12 @@
+//! The orchestrator: application services, driven ports and their adapters, inbound HTTP, settings
+//! and wiring. `main.rs` is only the command line around [`startup::Application`].
+
+pub mod adapters;
+pub mod application;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ports;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

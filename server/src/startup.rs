@@ -1,0 +1,104 @@
+//! Wiring: settings in, a listening [`Application`] out. Used by `main` and by the tests, which
+//! start the whole orchestrator on a random port against a fresh database.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use app::ports::AppServices;
+use app::{shell, App};
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::application::SessionService;
+use crate::config::Settings;
+use crate::http;
+use crate::storage::{self, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("leptos configuration: {0}")]
+    Leptos(String),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    local_addr: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let store = storage::connect(settings).await?;
+
+        let mut leptos_options = get_configuration(None)
+            .map_err(|e| StartupError::Leptos(e.to_string()))?
+            .leptos_options;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| StartupError::Listen {
+                addr: settings.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Listen {
+            addr: settings.listen,
+            source,
+        })?;
+        leptos_options.site_addr = local_addr;
+        // Plain `cargo test` builds do not get the name cargo-leptos compiles in.
+        if leptos_options.output_name.is_empty() {
+            leptos_options.output_name = "oio".into();
+        }
+
+        let services = AppServices {
+            sessions: Arc::new(SessionService::new(store.sessions.clone())),
+        };
+        let routes = generate_route_list(App);
+        let router = Router::new()
+            .leptos_routes_with_context(
+                &leptos_options,
+                routes,
+                {
+                    let services = services.clone();
+                    move || provide_context(services.clone())
+                },
+                {
+                    let leptos_options = leptos_options.clone();
+                    move || shell(leptos_options.clone())
+                },
+            )
+            .fallback(leptos_axum::file_and_error_handler(shell))
+            .with_state(leptos_options)
+            .merge(http::health_routes(store.sessions.clone()))
+            .layer(TraceLayer::new_for_http());
+
+        Ok(Self {
+            listener,
+            router,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr, "listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

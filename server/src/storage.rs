@@ -1,0 +1,98 @@
+//! Chooses and opens the storage backend named by the database URL, and applies its migrations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use crate::adapters::{postgres::PostgresStore, sqlite::SqliteStore};
+use crate::config::{redact_url, Backend, ConfigError, Settings};
+use crate::ports::SessionRepository;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to database {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("migrations failed on database {url}: {message}")]
+    Migrate { url: String, message: String },
+}
+
+/// Every repository, all backed by the same store.
+#[derive(Clone)]
+pub struct Store {
+    pub sessions: Arc<dyn SessionRepository>,
+}
+
+/// Pool settings shared by both backends.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl From<&Settings> for PoolSettings {
+    fn from(s: &Settings) -> Self {
+        Self {
+            max_connections: s.database.max_connections,
+            acquire_timeout: Duration::from_secs(s.database.acquire_timeout_secs),
+        }
+    }
+}
+
+/// Opens the configured store and brings its schema up to date.
+pub async fn connect(settings: &Settings) -> Result<Store, StorageError> {
+    let url = settings.database_url();
+    let url = url.expose_secret();
+    let shown = redact_url(url);
+    let pool = PoolSettings::from(settings);
+    match settings.backend()? {
+        Backend::Sqlite => {
+            if settings.database.url.is_none() {
+                std::fs::create_dir_all(&settings.data_dir).map_err(|source| {
+                    StorageError::DataDir {
+                        path: settings.data_dir.display().to_string(),
+                        source,
+                    }
+                })?;
+            }
+            let store = SqliteStore::connect(url, pool)
+                .await
+                .map_err(|e| StorageError::Connect {
+                    url: shown.clone(),
+                    message: e.to_string(),
+                })?;
+            store.migrate().await.map_err(|e| StorageError::Migrate {
+                url: shown.clone(),
+                message: e.to_string(),
+            })?;
+            tracing::info!(url = %shown, "storage ready: sqlite");
+            Ok(Store {
+                sessions: Arc::new(store),
+            })
+        }
+        Backend::Postgres => {
+            let store = PostgresStore::connect(url, pool)
+                .await
+                .map_err(|e| StorageError::Connect {
+                    url: shown.clone(),
+                    message: e.to_string(),
+                })?;
+            store.migrate().await.map_err(|e| StorageError::Migrate {
+                url: shown.clone(),
+                message: e.to_string(),
+            })?;
+            tracing::info!(url = %shown, "storage ready: postgres");
+            Ok(Store {
+                sessions: Arc::new(store),
+            })
+        }
+    }
+}
