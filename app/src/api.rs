@@ -72,8 +72,14 @@ mod tests {
     #[test]
     fn empty_or_all_status_means_no_filter() {
         assert_eq!(SessionListQuery::parse(None, None).unwrap().status, None);
-        assert_eq!(SessionListQuery::parse(Some("all"), None).unwrap().status, None);
-        assert_eq!(SessionListQuery::parse(Some("  "), None).unwrap().status, None);
+        assert_eq!(
+            SessionListQuery::parse(Some("all"), None).unwrap().status,
+            None
+        );
+        assert_eq!(
+            SessionListQuery::parse(Some("  "), None).unwrap().status,
+            None
+        );
     }
 
     #[test]
@@ -92,9 +98,14 @@ mod tests {
 
     #[test]
     fn limit_out_of_range_names_the_field() {
-        assert_eq!(SessionListQuery::parse(None, Some(0)).unwrap_err().0, "limit");
         assert_eq!(
-            SessionListQuery::parse(None, Some(MAX_LIST_LIMIT + 1)).unwrap_err().0,
+            SessionListQuery::parse(None, Some(0)).unwrap_err().0,
+            "limit"
+        );
+        assert_eq!(
+            SessionListQuery::parse(None, Some(MAX_LIST_LIMIT + 1))
+                .unwrap_err()
+                .0,
             "limit"
         );
         assert_eq!(SessionListQuery::parse(None, None).unwrap().limit, 100);

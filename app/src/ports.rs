@@ -15,7 +15,10 @@ use crate::api::SessionListQuery;
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("invalid {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("storage unavailable: {0}")]
     Unavailable(String),
 }

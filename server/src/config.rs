@@ -18,7 +18,10 @@ pub enum ConfigError {
     #[error("configuration could not be read: {0}")]
     Load(#[from] config::ConfigError),
     #[error("invalid {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -144,7 +147,10 @@ impl Settings {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
         if self.database.acquire_timeout_secs == 0 {
-            return Err(invalid("database.acquire_timeout_secs", "must be at least 1"));
+            return Err(invalid(
+                "database.acquire_timeout_secs",
+                "must be at least 1",
+            ));
         }
         if let Some(redis) = &self.redis_url {
             let url = Url::parse(redis.expose_secret())
@@ -188,10 +194,7 @@ impl Settings {
         } else {
             Err(invalid(
                 "database.url",
-                format!(
-                    "{} is neither sqlite:// nor postgres://",
-                    redact_url(url)
-                ),
+                format!("{} is neither sqlite:// nor postgres://", redact_url(url)),
             ))
         }
     }
@@ -301,7 +304,11 @@ capacity = 2
         assert_eq!(s.opencode.servers.len(), 1);
         assert_eq!(s.opencode.servers[0].capacity, 2);
         assert_eq!(
-            s.opencode.servers[0].password.as_ref().unwrap().expose_secret(),
+            s.opencode.servers[0]
+                .password
+                .as_ref()
+                .unwrap()
+                .expose_secret(),
             "hunter2"
         );
     }
@@ -313,7 +320,10 @@ capacity = 2
             env(&[
                 ("DATABASE_URL", "postgres://postgres:pw@127.0.0.1:5432/oio"),
                 ("REDIS_URL", "redis://127.0.0.1:6379"),
-                ("OIO_OPENCODE_URLS", "http://127.0.0.1:4096, http://127.0.0.1:4097"),
+                (
+                    "OIO_OPENCODE_URLS",
+                    "http://127.0.0.1:4096, http://127.0.0.1:4097",
+                ),
             ]),
         )
         .unwrap();
@@ -334,7 +344,8 @@ capacity = 2
 
     #[test]
     fn a_bad_opencode_url_is_rejected_naming_the_variable() {
-        let err = Settings::load_from(None, env(&[("OIO_OPENCODE_URLS", "not a url")])).unwrap_err();
+        let err =
+            Settings::load_from(None, env(&[("OIO_OPENCODE_URLS", "not a url")])).unwrap_err();
         assert!(err.to_string().contains("OIO_OPENCODE_URLS"), "{err}");
         let err =
             Settings::load_from(None, env(&[("OIO_OPENCODE_URLS", "ftp://host")])).unwrap_err();
@@ -343,9 +354,12 @@ capacity = 2
 
     #[test]
     fn zero_pool_size_is_rejected() {
-        let err = Settings::load_from(None, env(&[("OIO_DATABASE__MAX_CONNECTIONS", "0")]))
-            .unwrap_err();
-        assert!(err.to_string().contains("database.max_connections"), "{err}");
+        let err =
+            Settings::load_from(None, env(&[("OIO_DATABASE__MAX_CONNECTIONS", "0")])).unwrap_err();
+        assert!(
+            err.to_string().contains("database.max_connections"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -353,7 +367,10 @@ capacity = 2
         let s = Settings::load_from(
             None,
             env(&[
-                ("DATABASE_URL", "postgres://postgres:topsecret@127.0.0.1/oio"),
+                (
+                    "DATABASE_URL",
+                    "postgres://postgres:topsecret@127.0.0.1/oio",
+                ),
                 ("REDIS_URL", "redis://:alsosecret@127.0.0.1:6379"),
             ]),
         )

@@ -45,16 +45,19 @@ impl Application {
         let mut leptos_options = get_configuration(None)
             .map_err(|e| StartupError::Leptos(e.to_string()))?
             .leptos_options;
-        let listener = TcpListener::bind(settings.listen)
-            .await
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Listen {
+                    addr: settings.listen,
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
             .map_err(|source| StartupError::Listen {
                 addr: settings.listen,
                 source,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| StartupError::Listen {
-            addr: settings.listen,
-            source,
-        })?;
         leptos_options.site_addr = local_addr;
         // Plain `cargo test` builds do not get the name cargo-leptos compiles in.
         if leptos_options.output_name.is_empty() {
@@ -95,7 +98,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr, "listening");
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)

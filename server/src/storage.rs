@@ -63,12 +63,13 @@ pub async fn connect(settings: &Settings) -> Result<Store, StorageError> {
                     }
                 })?;
             }
-            let store = SqliteStore::connect(url, pool)
-                .await
-                .map_err(|e| StorageError::Connect {
-                    url: shown.clone(),
-                    message: e.to_string(),
-                })?;
+            let store =
+                SqliteStore::connect(url, pool)
+                    .await
+                    .map_err(|e| StorageError::Connect {
+                        url: shown.clone(),
+                        message: e.to_string(),
+                    })?;
             store.migrate().await.map_err(|e| StorageError::Migrate {
                 url: shown.clone(),
                 message: e.to_string(),
@@ -79,12 +80,13 @@ pub async fn connect(settings: &Settings) -> Result<Store, StorageError> {
             })
         }
         Backend::Postgres => {
-            let store = PostgresStore::connect(url, pool)
-                .await
-                .map_err(|e| StorageError::Connect {
-                    url: shown.clone(),
-                    message: e.to_string(),
-                })?;
+            let store =
+                PostgresStore::connect(url, pool)
+                    .await
+                    .map_err(|e| StorageError::Connect {
+                        url: shown.clone(),
+                        message: e.to_string(),
+                    })?;
             store.migrate().await.map_err(|e| StorageError::Migrate {
                 url: shown.clone(),
                 message: e.to_string(),

@@ -5,8 +5,7 @@ use crate::ports::RepositoryError;
 /// Counters are u64 in the domain and BIGINT/INTEGER (i64) in SQL; values past i64::MAX are refused
 /// rather than wrapped.
 pub fn to_i64(value: u64) -> Result<i64, RepositoryError> {
-    i64::try_from(value)
-        .map_err(|_| RepositoryError::OutOfRange(format!("{value} exceeds BIGINT")))
+    i64::try_from(value).map_err(|_| RepositoryError::OutOfRange(format!("{value} exceeds BIGINT")))
 }
 
 pub fn from_i64(value: i64) -> Result<u64, String> {

@@ -47,3 +47,78 @@ async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::RepositoryError;
+    use app::api::SessionListQuery;
+    use async_trait::async_trait;
+    use axum::body::{to_bytes, Body};
+    use axum::http::Request;
+    use domain::Session;
+    use tower::ServiceExt;
+
+    /// A store that is down, or one that never answers.
+    enum BrokenStore {
+        Refusing,
+        Hanging,
+    }
+
+    #[async_trait]
+    impl SessionRepository for BrokenStore {
+        async fn insert(&self, _: &Session) -> Result<(), RepositoryError> {
+            unreachable!("probes never write")
+        }
+        async fn list(&self, _: &SessionListQuery) -> Result<Vec<Session>, RepositoryError> {
+            unreachable!("probes never list")
+        }
+        async fn ping(&self) -> Result<(), RepositoryError> {
+            match self {
+                BrokenStore::Refusing => {
+                    Err(RepositoryError::Unavailable("connection refused".into()))
+                }
+                BrokenStore::Hanging => std::future::pending().await,
+            }
+        }
+    }
+
+    async fn probe(store: BrokenStore, path: &str) -> (StatusCode, serde_json::Value) {
+        let router: Router = routes(Arc::new(store));
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_naming_the_database_when_storage_refuses() {
+        let (status, body) = probe(BrokenStore::Refusing, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "unavailable");
+        assert!(body["checks"]["database"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readyz_gives_up_on_a_hanging_store_after_its_timeout() {
+        let (status, body) = probe(BrokenStore::Hanging, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body["checks"]["database"]
+            .as_str()
+            .unwrap()
+            .contains("no answer"));
+    }
+
+    #[tokio::test]
+    async fn healthz_stays_ok_while_storage_is_down() {
+        let (status, body) = probe(BrokenStore::Refusing, "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+    }
+}

@@ -31,7 +31,9 @@ impl PostgresStore {
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        sqlx::migrate!("../migrations/postgres").run(&self.pool).await
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await
     }
 }
 
@@ -62,10 +64,12 @@ fn session_from_row(row: &PgRow) -> Result<Session, RepositoryError> {
         row.try_get::<String, _>(column).map_err(map_sqlx_error)
     };
     let opt_text = |column: &str| -> Result<Option<String>, RepositoryError> {
-        row.try_get::<Option<String>, _>(column).map_err(map_sqlx_error)
+        row.try_get::<Option<String>, _>(column)
+            .map_err(map_sqlx_error)
     };
     let time = |column: &str| -> Result<DateTime<Utc>, RepositoryError> {
-        row.try_get::<DateTime<Utc>, _>(column).map_err(map_sqlx_error)
+        row.try_get::<DateTime<Utc>, _>(column)
+            .map_err(map_sqlx_error)
     };
     let opt_time = |column: &str| -> Result<Option<DateTime<Utc>>, RepositoryError> {
         row.try_get::<Option<DateTime<Utc>>, _>(column)
@@ -108,7 +112,8 @@ fn session_from_row(row: &PgRow) -> Result<Session, RepositoryError> {
 }
 
 fn to_i32(value: u32) -> Result<i32, RepositoryError> {
-    i32::try_from(value).map_err(|_| RepositoryError::OutOfRange(format!("{value} exceeds INTEGER")))
+    i32::try_from(value)
+        .map_err(|_| RepositoryError::OutOfRange(format!("{value} exceeds INTEGER")))
 }
 
 #[async_trait]

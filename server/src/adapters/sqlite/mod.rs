@@ -9,7 +9,9 @@ use app::api::SessionListQuery;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{ExecutionMetrics, Session, SessionId, SessionRecord, SessionStatus, TaskId};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 
 use crate::ports::{RepositoryError, SessionRepository};
@@ -78,7 +80,8 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, RepositoryError> {
         row.try_get::<String, _>(column).map_err(map_sqlx_error)
     };
     let get_opt_text = |column: &str| -> Result<Option<String>, RepositoryError> {
-        row.try_get::<Option<String>, _>(column).map_err(map_sqlx_error)
+        row.try_get::<Option<String>, _>(column)
+            .map_err(map_sqlx_error)
     };
     let num = |column: &'static str| -> Result<u64, RepositoryError> {
         from_i64(get_i64(column)?).map_err(|m| corrupt(&id, format!("{column}: {m}")))

@@ -1,0 +1,91 @@
+//! Test support: the whole orchestrator on a random port against a fresh database, per test.
+#![allow(dead_code)] // each test binary uses a different part of it
+
+pub mod factories;
+pub mod postgres;
+
+use std::net::SocketAddr;
+
+use server::config::Settings;
+use server::startup::Application;
+use server::storage::{self, Store};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    /// A second handle on the app's store, opened the way the app opens it, for seeding.
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    _data_dir: TempDir,
+    _database: Option<postgres::TestDatabase>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Settings for a test: a free port, a private data dir, and `database_url` if given.
+pub fn test_settings(data_dir: &std::path::Path, database_url: Option<&str>) -> Settings {
+    let mut env = vec![
+        ("OIO_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        ("OIO_DATA_DIR".to_string(), data_dir.display().to_string()),
+        ("OIO_LOG__FILTER".to_string(), "warn".to_string()),
+    ];
+    if let Some(url) = database_url {
+        env.push(("DATABASE_URL".to_string(), url.to_string()));
+    }
+    Settings::load_from(None, env).expect("test settings are valid")
+}
+
+/// The orchestrator on the embedded SQLite default.
+pub async fn spawn_app() -> TestApp {
+    spawn(None).await
+}
+
+/// The orchestrator on a fresh PostgreSQL database, or `None` where PostgreSQL is not available
+/// (never under CI=true: there it panics).
+pub async fn spawn_app_on_postgres() -> Option<TestApp> {
+    let database = postgres::TestDatabase::create().await?;
+    Some(spawn(Some(database)).await)
+}
+
+async fn spawn(database: Option<postgres::TestDatabase>) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let settings = test_settings(data_dir.path(), database.as_ref().map(|d| d.url.as_str()));
+    server::telemetry::init(&settings.log);
+    let app = Application::build(&settings).await.expect("app starts");
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    let store = storage::connect(&settings).await.expect("store opens");
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        store,
+        shutdown: Some(tx),
+        _data_dir: data_dir,
+        _database: database,
+    }
+}
