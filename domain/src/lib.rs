@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod ids;
+pub mod query;
 pub mod session;
 pub mod task;
 pub mod validation;
@@ -19,6 +20,7 @@ pub use agent::{
     NewAgent, ParseAgentCapabilityError,
 };
 pub use ids::{AgentId, SessionId, TaskId};
+pub use query::{Cursor, Page, PageRequest, SessionFilter, TaskFilter};
 pub use session::{
     ExecutionMetrics, MetricsDelta, NewSession, ParseSessionStatusError, Prompt, Session,
     SessionCommand, SessionError, SessionEvent, SessionOutcome, SessionRecord, SessionStatus,

@@ -459,6 +459,14 @@ impl Session {
         Ok(())
     }
 
+    /// Undoes a soft delete; the session comes back exactly as it was. Restoring a live session is
+    /// harmless.
+    pub fn restore(&mut self, now: DateTime<Utc>) {
+        if self.deleted_at.take().is_some() {
+            self.updated_at = now;
+        }
+    }
+
     fn transition(
         &mut self,
         command: SessionCommand,
@@ -959,6 +967,21 @@ mod tests {
             s.enqueue(t(11)).unwrap_err(),
             SessionError::Deleted { id: s.id() }
         );
+    }
+
+    #[test]
+    fn restoring_a_deleted_session_brings_it_back_unchanged_but_for_updated_at() {
+        let mut s = session_in(Completed);
+        let before = s.clone();
+        s.mark_deleted(t(20)).unwrap();
+        s.restore(t(21));
+        assert!(!s.is_deleted());
+        assert_eq!(s.updated_at(), t(21));
+        assert_eq!(s.status(), before.status());
+        assert_eq!(s.metrics(), before.metrics());
+        let live = s.clone();
+        s.restore(t(22));
+        assert_eq!(s, live, "restoring a live session changes nothing");
     }
 
     #[test]

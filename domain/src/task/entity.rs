@@ -282,6 +282,13 @@ impl Task {
         Ok(())
     }
 
+    /// Undoes a soft delete. Restoring a live task is harmless.
+    pub fn restore(&mut self, now: DateTime<Utc>) {
+        if self.deleted_at.take().is_some() {
+            self.updated_at = now;
+        }
+    }
+
     /// The task with the version its storage row carries.
     pub fn with_version(mut self, version: u64) -> Self {
         self.version = version;
@@ -512,6 +519,10 @@ mod tests {
         task.transition_to(TaskStatus::Cancelled, t(4)).unwrap();
         task.mark_deleted(t(5)).unwrap();
         assert_eq!(task.deleted_at(), Some(t(5)));
+        task.restore(t(6));
+        assert!(!task.is_deleted());
+        assert_eq!(task.updated_at(), t(6));
+        assert_eq!(task.status(), TaskStatus::Cancelled);
     }
 
     #[test]
