@@ -1,51 +1,54 @@
 //! Server functions and the plain serde types they exchange with the browser.
 
-use domain::{Session, SessionStatus};
+use domain::{Cursor, Page, PageRequest, Session, SessionFilter, SessionStatus};
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
-/// The most sessions one list call returns; bounds the page the dashboard renders.
-pub const MAX_LIST_LIMIT: u32 = 500;
+/// The page size the dashboard asks for when none is given.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
 
-/// Filters for listing sessions, as sent over the wire.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionListQuery {
-    pub status: Option<SessionStatus>,
-    pub limit: u32,
+/// Parses the raw list parameters a browser sends; errors name the offending field.
+pub fn parse_session_list(
+    status: Option<&str>,
+    limit: Option<u32>,
+    after: Option<&str>,
+) -> Result<(SessionFilter, PageRequest), (&'static str, String)> {
+    let status = match status.map(str::trim).filter(|s| !s.is_empty()) {
+        None | Some("all") => None,
+        Some(raw) => Some(
+            raw.parse::<SessionStatus>()
+                .map_err(|e| ("status", e.to_string()))?,
+        ),
+    };
+    let after = after
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|raw| raw.parse::<Cursor>().map_err(|e| (e.field, e.message)))
+        .transpose()?;
+    let page = PageRequest::new(limit.unwrap_or(DEFAULT_LIST_LIMIT), after)
+        .map_err(|e| (e.field, e.message))?;
+    let filter = SessionFilter {
+        status,
+        ..SessionFilter::default()
+    };
+    Ok((filter, page))
 }
 
-impl SessionListQuery {
-    /// Parses the raw filter values a browser sends; errors name the offending field.
-    pub fn parse(status: Option<&str>, limit: Option<u32>) -> Result<Self, (&'static str, String)> {
-        let status = match status.map(str::trim).filter(|s| !s.is_empty()) {
-            None | Some("all") => None,
-            Some(raw) => Some(
-                raw.parse::<SessionStatus>()
-                    .map_err(|e| ("status", e.to_string()))?,
-            ),
-        };
-        let limit = limit.unwrap_or(100);
-        if limit == 0 || limit > MAX_LIST_LIMIT {
-            return Err(("limit", format!("must be between 1 and {MAX_LIST_LIMIT}")));
-        }
-        Ok(Self { status, limit })
-    }
-}
-
-/// Lists the newest sessions, optionally only those in one status (`"all"` or empty for every one).
+/// One page of the newest sessions, optionally only those in one status (`"all"` or empty for
+/// every one), starting after the `after` cursor.
 #[server(prefix = "/api/sf", endpoint = "list_sessions")]
 pub async fn list_sessions(
     status: Option<String>,
     limit: Option<u32>,
-) -> Result<Vec<Session>, ServerFnError> {
+    after: Option<String>,
+) -> Result<Page<Session>, ServerFnError> {
     use crate::ports::{AppServices, QueryError};
 
-    let query = SessionListQuery::parse(status.as_deref(), limit)
+    let (filter, page) = parse_session_list(status.as_deref(), limit, after.as_deref())
         .map_err(|(field, message)| bad_argument(field, &message))?;
     let services = AppServices::from_context()?;
     services
         .sessions
-        .list_sessions(query)
+        .list_sessions(filter, page)
         .await
         .map_err(|e| match e {
             QueryError::Invalid { field, message } => bad_argument(field, &message),
@@ -71,27 +74,23 @@ mod tests {
 
     #[test]
     fn empty_or_all_status_means_no_filter() {
-        assert_eq!(SessionListQuery::parse(None, None).unwrap().status, None);
-        assert_eq!(
-            SessionListQuery::parse(Some("all"), None).unwrap().status,
-            None
-        );
-        assert_eq!(
-            SessionListQuery::parse(Some("  "), None).unwrap().status,
-            None
-        );
+        for raw in [None, Some("all"), Some("  ")] {
+            let (filter, _) = parse_session_list(raw, None, None).unwrap();
+            assert_eq!(filter.status, None);
+        }
     }
 
     #[test]
-    fn known_status_is_parsed() {
-        let q = SessionListQuery::parse(Some("running"), Some(10)).unwrap();
-        assert_eq!(q.status, Some(SessionStatus::Running));
-        assert_eq!(q.limit, 10);
+    fn known_status_and_limit_are_parsed() {
+        let (filter, page) = parse_session_list(Some("running"), Some(10), None).unwrap();
+        assert_eq!(filter.status, Some(SessionStatus::Running));
+        assert_eq!(page.limit(), 10);
+        assert_eq!(page.after, None);
     }
 
     #[test]
     fn unknown_status_names_the_field() {
-        let (field, message) = SessionListQuery::parse(Some("sleeping"), None).unwrap_err();
+        let (field, message) = parse_session_list(Some("sleeping"), None, None).unwrap_err();
         assert_eq!(field, "status");
         assert!(message.contains("sleeping"), "{message}");
     }
@@ -99,15 +98,29 @@ mod tests {
     #[test]
     fn limit_out_of_range_names_the_field() {
         assert_eq!(
-            SessionListQuery::parse(None, Some(0)).unwrap_err().0,
+            parse_session_list(None, Some(0), None).unwrap_err().0,
             "limit"
         );
         assert_eq!(
-            SessionListQuery::parse(None, Some(MAX_LIST_LIMIT + 1))
-                .unwrap_err()
-                .0,
+            parse_session_list(None, Some(100_000), None).unwrap_err().0,
             "limit"
         );
-        assert_eq!(SessionListQuery::parse(None, None).unwrap().limit, 100);
+        let (_, page) = parse_session_list(None, None, None).unwrap();
+        assert_eq!(page.limit(), DEFAULT_LIST_LIMIT);
+    }
+
+    #[test]
+    fn a_cursor_is_parsed_and_a_bad_one_names_the_field() {
+        let (_, page) = parse_session_list(
+            None,
+            None,
+            Some("1764000000000000.00000000000000000000000000001234"),
+        )
+        .unwrap();
+        assert!(page.after.is_some());
+        assert_eq!(
+            parse_session_list(None, None, Some("nope")).unwrap_err().0,
+            "cursor"
+        );
     }
 }

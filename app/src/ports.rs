@@ -7,9 +7,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::Session;
-
-use crate::api::SessionListQuery;
+use domain::{Page, PageRequest, Session, SessionFilter};
 
 /// Why a query could not be answered. Carries no adapter types across the boundary.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +24,11 @@ pub enum QueryError {
 /// Read side of sessions, as the dashboard sees it.
 #[async_trait]
 pub trait SessionQueries: Send + Sync + 'static {
-    async fn list_sessions(&self, query: SessionListQuery) -> Result<Vec<Session>, QueryError>;
+    async fn list_sessions(
+        &self,
+        filter: SessionFilter,
+        page: PageRequest,
+    ) -> Result<Page<Session>, QueryError>;
 }
 
 /// Everything the server functions may call, provided once per request through context.

@@ -7,7 +7,7 @@ use secrecy::ExposeSecret;
 
 use crate::adapters::{postgres::PostgresStore, sqlite::SqliteStore};
 use crate::config::{redact_url, Backend, ConfigError, Settings};
-use crate::ports::SessionRepository;
+use crate::ports::{AgentRepository, Outbox, SessionRepository, TaskRepository, UnitOfWork};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -25,10 +25,31 @@ pub enum StorageError {
     Migrate { url: String, message: String },
 }
 
-/// Every repository, all backed by the same store.
+/// Every port of the store, all backed by the same database.
 #[derive(Clone)]
 pub struct Store {
     pub sessions: Arc<dyn SessionRepository>,
+    pub tasks: Arc<dyn TaskRepository>,
+    pub agents: Arc<dyn AgentRepository>,
+    pub unit_of_work: Arc<dyn UnitOfWork>,
+    pub outbox: Arc<dyn Outbox>,
+}
+
+impl Store {
+    /// One adapter serving every port.
+    pub fn from_adapter<A>(adapter: A) -> Self
+    where
+        A: SessionRepository + TaskRepository + AgentRepository + UnitOfWork + Outbox,
+    {
+        let adapter = Arc::new(adapter);
+        Self {
+            sessions: adapter.clone(),
+            tasks: adapter.clone(),
+            agents: adapter.clone(),
+            unit_of_work: adapter.clone(),
+            outbox: adapter,
+        }
+    }
 }
 
 /// Pool settings shared by both backends.
@@ -75,9 +96,7 @@ pub async fn connect(settings: &Settings) -> Result<Store, StorageError> {
                 message: e.to_string(),
             })?;
             tracing::info!(url = %shown, "storage ready: sqlite");
-            Ok(Store {
-                sessions: Arc::new(store),
-            })
+            Ok(Store::from_adapter(store))
         }
         Backend::Postgres => {
             let store =
@@ -92,9 +111,7 @@ pub async fn connect(settings: &Settings) -> Result<Store, StorageError> {
                 message: e.to_string(),
             })?;
             tracing::info!(url = %shown, "storage ready: postgres");
-            Ok(Store {
-                sessions: Arc::new(store),
-            })
+            Ok(Store::from_adapter(store))
         }
     }
 }

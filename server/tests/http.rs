@@ -7,7 +7,7 @@ use domain::SessionStatus;
 use server::config::Settings;
 use server::startup::Application;
 use support::factories::SessionFactory;
-use support::{spawn_app, spawn_app_on_postgres, TestApp};
+use support::{seed_sessions, spawn_app, spawn_app_on_postgres, TestApp};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -38,8 +38,8 @@ async fn dashboard_lists_stored_sessions_newest_first(app: &TestApp) {
         .status(SessionStatus::Failed)
         .created_at(t0)
         .build();
-    app.store.sessions.insert(&older).await.unwrap();
-    app.store.sessions.insert(&newer).await.unwrap();
+    seed_sessions(&app.store, &[&older]).await;
+    seed_sessions(&app.store, &[&newer]).await;
 
     let response = app.get("/").await;
     assert_eq!(response.status(), 200);
@@ -71,7 +71,7 @@ async fn dashboard_escapes_untrusted_titles() {
     let hostile = SessionFactory::new()
         .title(r#"<script>alert("pwned")</script> & <b>bold</b>"#)
         .build();
-    app.store.sessions.insert(&hostile).await.unwrap();
+    seed_sessions(&app.store, &[&hostile]).await;
     let html = app.get("/").await.text().await.unwrap();
     assert!(
         html.contains("&lt;script&gt;alert("),
@@ -95,8 +95,8 @@ async fn dashboard_filter_shows_only_the_chosen_status() {
         .title("the completed one")
         .status(SessionStatus::Completed)
         .build();
-    app.store.sessions.insert(&failed).await.unwrap();
-    app.store.sessions.insert(&done).await.unwrap();
+    seed_sessions(&app.store, &[&failed]).await;
+    seed_sessions(&app.store, &[&done]).await;
     let html = app.get("/?status=failed").await.text().await.unwrap();
     assert!(html.contains("the failed one"));
     assert!(!html.contains("the completed one"));
@@ -126,7 +126,7 @@ async fn list_sessions_rejects_an_unknown_status_with_400_naming_the_field() {
 async fn list_sessions_returns_the_stored_sessions_as_json() {
     let app = spawn_app().await;
     let s = SessionFactory::new().title("over the wire").build();
-    app.store.sessions.insert(&s).await.unwrap();
+    seed_sessions(&app.store, &[&s]).await;
     let response = app
         .client
         .post(app.url("/api/sf/list_sessions"))
@@ -135,9 +135,10 @@ async fn list_sessions_returns_the_stored_sessions_as_json() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let sessions: Vec<domain::Session> = response.json().await.unwrap();
-    assert_eq!(sessions.len(), 1);
-    assert_eq!(sessions[0].title().as_str(), "over the wire");
+    let page: domain::Page<domain::Session> = response.json().await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].title().as_str(), "over the wire");
+    assert_eq!(page.next, None);
 }
 
 #[tokio::test]
@@ -174,5 +175,71 @@ async fn a_file_setting_is_used_when_no_environment_overrides_it() {
     assert!(
         dir.path().join("from-file/oio.db").exists(),
         "sqlite file created under data_dir"
+    );
+}
+
+#[tokio::test]
+async fn dashboard_pages_with_a_next_link_until_the_last_session() {
+    let app = spawn_app().await;
+    let t0 = support::factories::now();
+    let sessions: Vec<domain::Session> = (0..app::api::DEFAULT_LIST_LIMIT as i64 + 20)
+        .map(|i| {
+            SessionFactory::new()
+                .title(&format!("session number {i:03}"))
+                .created_at(t0 - chrono::Duration::seconds(i))
+                .build()
+        })
+        .collect();
+    let refs: Vec<&domain::Session> = sessions.iter().collect();
+    seed_sessions(&app.store, &refs).await;
+
+    let first = app.get("/").await.text().await.unwrap();
+    assert!(first.contains("100 session(s)"));
+    assert!(first.contains("session number 000"));
+    assert!(!first.contains("session number 100"));
+    let href = first
+        .split(r#"data-testid="next-page" href=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a next-page link")
+        .replace("&amp;", "&");
+
+    let second = app.get(&href).await.text().await.unwrap();
+    assert!(second.contains("20 session(s)"), "the rest");
+    assert!(second.contains("session number 100"));
+    assert!(second.contains("session number 119"));
+    assert!(!second.contains("session number 099"));
+    assert!(
+        !second.contains(r#"data-testid="next-page""#),
+        "last page has no next"
+    );
+}
+
+#[tokio::test]
+async fn failing_migrations_stop_start_up_naming_the_database() {
+    use sqlx::{Connection, Executor};
+    let Some(db) = support::postgres::TestDatabase::create().await else {
+        return;
+    };
+    // Something else already owns a `sessions` table of another shape.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    conn.execute("CREATE TABLE sessions (something_else INTEGER)")
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = support::test_settings(dir.path(), Some(&db.url));
+    let err = match Application::build(&settings).await {
+        Ok(_) => panic!("start-up succeeded over a conflicting schema"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.starts_with("migrations failed on database postgres://"),
+        "{err}"
+    );
+    assert!(
+        err.contains(db.url.rsplit('/').next().unwrap()),
+        "names the database: {err}"
     );
 }

@@ -3,7 +3,7 @@
 //! Readable without JavaScript (the route renders fully on the server and the filter is a plain GET
 //! form); once hydrated, REFRESH re-asks the server function without a page load.
 
-use domain::{Session, SessionStatus};
+use domain::{Cursor, Session, SessionStatus};
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
@@ -13,10 +13,11 @@ use crate::api::list_sessions;
 pub fn Dashboard() -> impl IntoView {
     let query = use_query_map();
     let status_filter = move || query.read().get("status");
+    let after = move || query.read().get("after");
     let (refreshes, set_refreshes) = signal(0u32);
     let sessions = Resource::new(
-        move || (status_filter(), refreshes.get()),
-        |(status, _)| list_sessions(status, None),
+        move || (status_filter(), after(), refreshes.get()),
+        |(status, after, _)| list_sessions(status, None, after),
     );
 
     // Effects never run during server rendering: this flips only once the WASM has hydrated.
@@ -51,7 +52,13 @@ pub fn Dashboard() -> impl IntoView {
                     sessions
                         .get()
                         .map(|result| match result {
-                            Ok(list) => view! { <SessionTable sessions=list /> }.into_any(),
+                            Ok(page) => {
+                                view! {
+                                    <SessionTable sessions=page.items />
+                                    <NextPage next=page.next status=status_filter() />
+                                }
+                                    .into_any()
+                            }
                             Err(e) => {
                                 view! {
                                     <p data-testid="list-error" class="text-alert font-bold">
@@ -94,6 +101,23 @@ fn StatusFilter(selected: Option<String>) -> impl IntoView {
             </button>
         </form>
     }
+}
+
+/// Keyset pagination: a plain link to the page after the last row shown.
+#[component]
+fn NextPage(next: Option<Cursor>, status: Option<String>) -> impl IntoView {
+    next.map(|cursor| {
+        let mut href = format!("/?after={cursor}");
+        if let Some(status) = status {
+            href.push_str("&status=");
+            href.push_str(&status);
+        }
+        view! {
+            <a data-testid="next-page" href=href class="self-start font-bold">
+                "NEXT PAGE →"
+            </a>
+        }
+    })
 }
 
 #[component]

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use app::api::SessionListQuery;
 use app::ports::{QueryError, SessionQueries};
 use async_trait::async_trait;
-use domain::Session;
+use domain::{Page, PageRequest, Session, SessionFilter};
 
-use crate::ports::{RepositoryError, SessionRepository};
+use crate::ports::SessionRepository;
 
 pub struct SessionService<R: ?Sized> {
     repository: Arc<R>,
@@ -22,11 +21,15 @@ impl<R: SessionRepository + ?Sized> SessionService<R> {
 
 #[async_trait]
 impl<R: SessionRepository + ?Sized> SessionQueries for SessionService<R> {
-    #[tracing::instrument(skip(self), fields(status = ?query.status, limit = query.limit))]
-    async fn list_sessions(&self, query: SessionListQuery) -> Result<Vec<Session>, QueryError> {
-        self.repository.list(&query).await.map_err(|e| match e {
-            RepositoryError::Unavailable(m) => QueryError::Unavailable(m),
-            other => QueryError::Unavailable(other.to_string()),
-        })
+    #[tracing::instrument(skip(self), fields(status = ?filter.status, limit = page.limit()))]
+    async fn list_sessions(
+        &self,
+        filter: SessionFilter,
+        page: PageRequest,
+    ) -> Result<Page<Session>, QueryError> {
+        self.repository
+            .list(&filter, &page)
+            .await
+            .map_err(|e| QueryError::Unavailable(e.to_string()))
     }
 }

@@ -51,12 +51,11 @@ async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::RepositoryError;
-    use app::api::SessionListQuery;
+    use crate::ports::{RepositoryError, StoredSessionEvent};
     use async_trait::async_trait;
     use axum::body::{to_bytes, Body};
     use axum::http::Request;
-    use domain::Session;
+    use domain::{Page, PageRequest, Session, SessionFilter, SessionId};
     use tower::ServiceExt;
 
     /// A store that is down, or one that never answers.
@@ -67,11 +66,24 @@ mod tests {
 
     #[async_trait]
     impl SessionRepository for BrokenStore {
-        async fn insert(&self, _: &Session) -> Result<(), RepositoryError> {
-            unreachable!("probes never write")
+        async fn get(&self, _: SessionId) -> Result<Option<Session>, RepositoryError> {
+            unreachable!("probes only ping")
         }
-        async fn list(&self, _: &SessionListQuery) -> Result<Vec<Session>, RepositoryError> {
-            unreachable!("probes never list")
+        async fn get_including_deleted(
+            &self,
+            _: SessionId,
+        ) -> Result<Option<Session>, RepositoryError> {
+            unreachable!("probes only ping")
+        }
+        async fn list(
+            &self,
+            _: &SessionFilter,
+            _: &PageRequest,
+        ) -> Result<Page<Session>, RepositoryError> {
+            unreachable!("probes only ping")
+        }
+        async fn events(&self, _: SessionId) -> Result<Vec<StoredSessionEvent>, RepositoryError> {
+            unreachable!("probes only ping")
         }
         async fn ping(&self) -> Result<(), RepositoryError> {
             match self {

@@ -1,6 +1,19 @@
 //! Driven ports: what the application layer needs from the outside world. One trait per concern,
-//! each with one contract test suite that every adapter of it runs.
+//! each with one contract test suite (server/tests/contract) that every adapter of it runs.
+//!
+//! Writes go through [`UnitOfWork`] only: entity changes and the domain events they raise are
+//! committed together or not at all (the transactional outbox). Repositories read.
 
+mod agent_repository;
+mod error;
+mod outbox;
 mod session_repository;
+mod task_repository;
+mod unit_of_work;
 
-pub use session_repository::{RepositoryError, SessionRepository};
+pub use agent_repository::AgentRepository;
+pub use error::RepositoryError;
+pub use outbox::{Aggregate, NewEvent, Outbox, OutboxMessage, StoredSessionEvent};
+pub use session_repository::SessionRepository;
+pub use task_repository::TaskRepository;
+pub use unit_of_work::{Change, ChangeSet, Committed, EntityKey, UnitOfWork};

@@ -1,37 +1,29 @@
-//! Where sessions are stored.
+//! Reading sessions and their event log.
 
-use app::api::SessionListQuery;
 use async_trait::async_trait;
-use domain::Session;
+use domain::{Page, PageRequest, Session, SessionFilter, SessionId};
 
-/// A storage failure, in the application's words; no driver type crosses this boundary.
-#[derive(Debug, thiserror::Error)]
-pub enum RepositoryError {
-    /// The store could not be reached or refused the operation; the caller may try again later.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    /// A row exists but does not make a valid entity (written by something else, or a bug).
-    #[error("stored {entity} {id} is invalid: {message}")]
-    Corrupt {
-        entity: &'static str,
-        id: String,
-        message: String,
-    },
-    /// A value does not fit the store's column type; nothing was written.
-    #[error("value out of the store's range: {0}")]
-    OutOfRange(String),
-    /// The entity already exists.
-    #[error("{entity} {id} already exists")]
-    Duplicate { entity: &'static str, id: String },
-}
+use super::{RepositoryError, StoredSessionEvent};
 
-/// Timestamps round-trip at microsecond precision (what both SQL backends keep).
+/// Timestamps round-trip at microsecond precision (what both SQL stores keep).
 #[async_trait]
 pub trait SessionRepository: Send + Sync + 'static {
-    /// Stores a new session at version 1.
-    async fn insert(&self, session: &Session) -> Result<(), RepositoryError>;
-    /// The newest sessions first (by creation time, then id), soft-deleted ones excluded.
-    async fn list(&self, query: &SessionListQuery) -> Result<Vec<Session>, RepositoryError>;
+    /// A live session; `None` if it does not exist or is soft-deleted.
+    async fn get(&self, id: SessionId) -> Result<Option<Session>, RepositoryError>;
+    /// A session whether or not it is soft-deleted (to restore it, or audit it).
+    async fn get_including_deleted(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<Session>, RepositoryError>;
+    /// Live sessions matching `filter`, newest first (creation time, then id, both descending),
+    /// one keyset page at a time.
+    async fn list(
+        &self,
+        filter: &SessionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, RepositoryError>;
+    /// The session's events in the order they were committed (`seq` 1, 2, …).
+    async fn events(&self, id: SessionId) -> Result<Vec<StoredSessionEvent>, RepositoryError>;
     /// Whether the store answers at all: the readiness probe.
     async fn ping(&self) -> Result<(), RepositoryError>;
 }

@@ -1,9 +1,11 @@
-//! Test-data factories: valid sessions with realistic fake text, any field overridable.
+//! Test-data factories: valid sessions, tasks and agents with realistic fake text, any field
+//! overridable.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use domain::{
-    AgentName, MetricsDelta, NewSession, Prompt, Session, SessionId, SessionStatus, SessionTitle,
-    TaskId, WorkspacePath,
+    Agent, AgentCapability, AgentId, AgentName, MetricsDelta, ModelRef, NewAgent, NewSession,
+    NewTask, Prompt, Session, SessionId, SessionStatus, SessionTitle, Task, TaskComplexity, TaskId,
+    TaskTitle, WorkspacePath,
 };
 use fake::faker::lorem::en::{Sentence, Words};
 use fake::Fake;
@@ -139,4 +141,140 @@ fn apply(session: &mut Session, target: SessionStatus, at: DateTime<Utc>) {
         Pending => unreachable!("sessions start pending"),
     };
     result.expect("factory walks only legal transitions");
+}
+
+/// Builds a valid [`Task`]; subtasks and dependencies are whatever the test names.
+pub struct TaskFactory {
+    title: Option<String>,
+    parent: Option<TaskId>,
+    subtasks: Vec<TaskId>,
+    dependencies: Vec<TaskId>,
+    capabilities: Vec<AgentCapability>,
+    complexity: TaskComplexity,
+    created_at: DateTime<Utc>,
+    id: TaskId,
+}
+
+impl Default for TaskFactory {
+    fn default() -> Self {
+        Self {
+            title: None,
+            parent: None,
+            subtasks: Vec::new(),
+            dependencies: Vec::new(),
+            capabilities: vec![AgentCapability::Backend],
+            complexity: TaskComplexity::Moderate,
+            created_at: now(),
+            id: TaskId::from_uuid(Uuid::new_v4()),
+        }
+    }
+}
+
+impl TaskFactory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The id the task will have, known before it is built (to wire edges both ways).
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+    pub fn title(mut self, title: &str) -> Self {
+        self.title = Some(title.to_string());
+        self
+    }
+    pub fn parent(mut self, parent: TaskId) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+    pub fn subtasks(mut self, subtasks: &[TaskId]) -> Self {
+        self.subtasks = subtasks.to_vec();
+        self
+    }
+    pub fn depends_on(mut self, dependencies: &[TaskId]) -> Self {
+        self.dependencies = dependencies.to_vec();
+        self
+    }
+    pub fn capabilities(mut self, capabilities: &[AgentCapability]) -> Self {
+        self.capabilities = capabilities.to_vec();
+        self
+    }
+    pub fn complexity(mut self, complexity: TaskComplexity) -> Self {
+        self.complexity = complexity;
+        self
+    }
+    pub fn created_at(mut self, at: DateTime<Utc>) -> Self {
+        self.created_at = at;
+        self
+    }
+
+    pub fn build(self) -> Task {
+        let title = self.title.unwrap_or_else(|| {
+            let words: Vec<String> = Words(2..5).fake();
+            words.join(" ")
+        });
+        Task::new(
+            NewTask {
+                id: self.id,
+                title: TaskTitle::new(title).expect("valid title"),
+                description: Sentence(10..30).fake(),
+                complexity: self.complexity,
+                parent: self.parent,
+                subtasks: self.subtasks,
+                dependencies: self.dependencies.into_iter().collect(),
+                required_capabilities: self.capabilities.into_iter().collect(),
+            },
+            self.created_at,
+        )
+        .expect("valid task")
+    }
+}
+
+/// Builds a valid [`Agent`] with a unique fake name unless one is given.
+pub struct AgentFactory {
+    name: Option<String>,
+    capabilities: Vec<AgentCapability>,
+    model: String,
+    max_concurrency: u32,
+}
+
+impl Default for AgentFactory {
+    fn default() -> Self {
+        Self {
+            name: None,
+            capabilities: vec![AgentCapability::Backend, AgentCapability::Testing],
+            model: "fake/fake-coder".to_string(),
+            max_concurrency: 4,
+        }
+    }
+}
+
+impl AgentFactory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+    pub fn capabilities(mut self, capabilities: &[AgentCapability]) -> Self {
+        self.capabilities = capabilities.to_vec();
+        self
+    }
+
+    pub fn build(self) -> Agent {
+        let name = self
+            .name
+            .unwrap_or_else(|| format!("agent-{}", &Uuid::new_v4().simple().to_string()[..12]));
+        Agent::new(
+            NewAgent {
+                id: AgentId::from_uuid(Uuid::new_v4()),
+                name: AgentName::new(name).expect("valid agent name"),
+                capabilities: self.capabilities.into_iter().collect(),
+                model: self.model.parse::<ModelRef>().expect("valid model"),
+                max_concurrency: self.max_concurrency,
+            },
+            now(),
+        )
+        .expect("valid agent")
+    }
 }

@@ -6,7 +6,9 @@ pub mod postgres;
 
 use std::net::SocketAddr;
 
+use domain::{Agent, Session, Task};
 use server::config::Settings;
+use server::ports::ChangeSet;
 use server::startup::Application;
 use server::storage::{self, Store};
 use tempfile::TempDir;
@@ -88,4 +90,41 @@ async fn spawn(database: Option<postgres::TestDatabase>) -> TestApp {
         _data_dir: data_dir,
         _database: database,
     }
+}
+
+/// Commits new sessions (each with its created event), one transaction for all.
+pub async fn seed_sessions(store: &Store, sessions: &[&Session]) {
+    let mut changes = ChangeSet::new();
+    for s in sessions {
+        changes.insert_session(s).event(&s.created_event());
+    }
+    store
+        .unit_of_work
+        .commit(changes)
+        .await
+        .expect("seed sessions");
+}
+
+pub async fn seed_tasks(store: &Store, tasks: &[&Task]) {
+    let mut changes = ChangeSet::new();
+    for t in tasks {
+        changes.insert_task(t);
+    }
+    store
+        .unit_of_work
+        .commit(changes)
+        .await
+        .expect("seed tasks");
+}
+
+pub async fn seed_agents(store: &Store, agents: &[&Agent]) {
+    let mut changes = ChangeSet::new();
+    for a in agents {
+        changes.insert_agent(a);
+    }
+    store
+        .unit_of_work
+        .commit(changes)
+        .await
+        .expect("seed agents");
 }

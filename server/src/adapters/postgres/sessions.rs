@@ -1,0 +1,173 @@
+//! Sessions: one row each, metrics inline; their event log in `session_events`.
+
+use async_trait::async_trait;
+use domain::{Cursor, Page, PageRequest, Session, SessionFilter, SessionId, SessionRecord};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use super::{push_value, PostgresStore};
+use crate::adapters::sql::{
+    fetch_limit, map_insert_error, map_sqlx_error, push_where, session_event_from_row,
+    session_from_row, session_terms, to_i32, to_i64,
+};
+use crate::ports::{RepositoryError, SessionRepository, StoredSessionEvent};
+
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+const INSERT: &str = "INSERT INTO sessions (title, prompt, workspace, agent, parent_task, status,
+        attempt, max_attempts, created_at, updated_at, started_at, finished_at, tokens_input,
+        tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write, cost_micro_usd,
+        duration_ms, files_changed, retries, last_error, deleted_at, id, version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $21, $22, $23, $24, 1)";
+
+const UPDATE: &str = "UPDATE sessions SET title = $1, prompt = $2, workspace = $3, agent = $4,
+        parent_task = $5, status = $6, attempt = $7, max_attempts = $8, created_at = $9,
+        updated_at = $10, started_at = $11, finished_at = $12, tokens_input = $13,
+        tokens_output = $14, tokens_reasoning = $15, tokens_cache_read = $16,
+        tokens_cache_write = $17, cost_micro_usd = $18, duration_ms = $19, files_changed = $20,
+        retries = $21, last_error = $22, deleted_at = $23, version = version + 1
+    WHERE id = $24 AND version = $25";
+
+/// Binds every column but `id` and `version` as `$1..=$23`, in the order [`INSERT`] and
+/// [`UPDATE`] list them.
+fn bind_fields<'q>(
+    query: PgQuery<'q>,
+    r: &'q SessionRecord,
+) -> Result<PgQuery<'q>, RepositoryError> {
+    let m = &r.metrics;
+    Ok(query
+        .bind(&r.title)
+        .bind(&r.prompt)
+        .bind(&r.workspace)
+        .bind(&r.agent)
+        .bind(r.parent_task.map(|t| t.as_uuid()))
+        .bind(r.status.as_str())
+        .bind(to_i32(r.attempt)?)
+        .bind(to_i32(r.max_attempts)?)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .bind(r.started_at)
+        .bind(r.finished_at)
+        .bind(to_i64(m.tokens_input)?)
+        .bind(to_i64(m.tokens_output)?)
+        .bind(to_i64(m.tokens_reasoning)?)
+        .bind(to_i64(m.tokens_cache_read)?)
+        .bind(to_i64(m.tokens_cache_write)?)
+        .bind(to_i64(m.cost_micro_usd)?)
+        .bind(to_i64(m.duration_ms)?)
+        .bind(to_i32(m.files_changed)?)
+        .bind(to_i32(m.retries)?)
+        .bind(&r.last_error)
+        .bind(r.deleted_at))
+}
+
+#[tracing::instrument(level = "debug", skip_all, fields(session_id = %r.id))]
+pub(super) async fn insert(
+    conn: &mut PgConnection,
+    r: &SessionRecord,
+) -> Result<(), RepositoryError> {
+    bind_fields(sqlx::query(INSERT), r)?
+        .bind(r.id.as_uuid())
+        .execute(conn)
+        .await
+        .map_err(|e| map_insert_error(e, "session", r.id.to_string()))?;
+    Ok(())
+}
+
+/// `false` when no row has this id at the version the writer read.
+#[tracing::instrument(level = "debug", skip_all, fields(session_id = %r.id, version = r.version))]
+pub(super) async fn update(
+    conn: &mut PgConnection,
+    r: &SessionRecord,
+) -> Result<bool, RepositoryError> {
+    let done = bind_fields(sqlx::query(UPDATE), r)?
+        .bind(r.id.as_uuid())
+        .bind(to_i64(r.version)?)
+        .execute(conn)
+        .await
+        .map_err(map_sqlx_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+impl PostgresStore {
+    async fn fetch_session(
+        &self,
+        sql: &'static str,
+        id: SessionId,
+    ) -> Result<Option<Session>, RepositoryError> {
+        sqlx::query(sql)
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_sqlx_error)?
+            .map(|row| session_from_row(&row))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl SessionRepository for PostgresStore {
+    async fn get(&self, id: SessionId) -> Result<Option<Session>, RepositoryError> {
+        self.fetch_session(
+            "SELECT * FROM sessions WHERE id = $1 AND deleted_at IS NULL",
+            id,
+        )
+        .await
+    }
+
+    async fn get_including_deleted(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<Session>, RepositoryError> {
+        self.fetch_session("SELECT * FROM sessions WHERE id = $1", id)
+            .await
+    }
+
+    async fn list(
+        &self,
+        filter: &SessionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Session>, RepositoryError> {
+        let mut query = QueryBuilder::new("SELECT * FROM sessions");
+        push_where(&mut query, session_terms(filter, page), push_value);
+        query
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(fetch_limit(page));
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        let sessions = rows
+            .iter()
+            .map(session_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(sessions, page.limit(), |s| {
+            Cursor::new(s.created_at(), s.id().as_uuid())
+        }))
+    }
+
+    async fn events(&self, id: SessionId) -> Result<Vec<StoredSessionEvent>, RepositoryError> {
+        sqlx::query(
+            "SELECT session_id, seq, event_type, payload::text AS payload, occurred_at
+             FROM session_events WHERE session_id = $1 ORDER BY seq",
+        )
+        .bind(id.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx_error)?
+        .iter()
+        .map(session_event_from_row)
+        .collect()
+    }
+
+    async fn ping(&self) -> Result<(), RepositoryError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(map_sqlx_error)
+    }
+}

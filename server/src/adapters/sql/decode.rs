@@ -1,0 +1,259 @@
+//! Turning stored rows back into domain entities. Each backend reads its own column types
+//! ([`Columns`]); building the record, range checks and rehydration are the same for all, and any
+//! row that does not make a valid entity becomes [`RepositoryError::Corrupt`].
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use domain::{
+    Agent, AgentPerformanceMetrics, AgentRecord, ExecutionMetrics, Session, SessionId,
+    SessionRecord, Task, TaskId, TaskRecord,
+};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::ports::{Aggregate, NewEvent, OutboxMessage, RepositoryError, StoredSessionEvent};
+
+/// One result row read in its backend's storage format. Errors are messages saying what is wrong
+/// with the value; the caller names the row.
+pub(crate) trait Columns {
+    fn text(&self, column: &str) -> Result<String, String>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, String>;
+    fn uuid(&self, column: &str) -> Result<Uuid, String>;
+    fn opt_uuid(&self, column: &str) -> Result<Option<Uuid>, String>;
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, String>;
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, String>;
+    /// A BIGINT column.
+    fn int(&self, column: &str) -> Result<i64, String>;
+    /// An INTEGER column (32-bit on PostgreSQL), widened.
+    fn small_int(&self, column: &str) -> Result<i64, String>;
+    /// A list of ids in stored order (a task's edges, aggregated by the query).
+    fn uuids(&self, column: &str) -> Result<Vec<Uuid>, String>;
+}
+
+/// A row being decoded, with the names its errors report.
+struct Fields<'r, C: ?Sized> {
+    row: &'r C,
+    entity: &'static str,
+    id: String,
+}
+
+impl<'r, C: Columns + ?Sized> Fields<'r, C> {
+    /// Reads the row's uuid key first, so every later error can name the row.
+    fn keyed(row: &'r C, entity: &'static str) -> Result<(Self, Uuid), RepositoryError> {
+        let mut fields = Self {
+            row,
+            entity,
+            id: "?".to_owned(),
+        };
+        let id = fields.uuid("id")?;
+        fields.id = id.to_string();
+        Ok((fields, id))
+    }
+
+    fn corrupt(&self, what: &str, message: impl Display) -> RepositoryError {
+        RepositoryError::Corrupt {
+            entity: self.entity,
+            id: self.id.clone(),
+            message: format!("{what}: {message}"),
+        }
+    }
+
+    fn at<T>(&self, column: &str, value: Result<T, String>) -> Result<T, RepositoryError> {
+        value.map_err(|m| self.corrupt(column, m))
+    }
+
+    fn text(&self, column: &str) -> Result<String, RepositoryError> {
+        self.at(column, self.row.text(column))
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, RepositoryError> {
+        self.at(column, self.row.opt_text(column))
+    }
+
+    fn uuid(&self, column: &str) -> Result<Uuid, RepositoryError> {
+        self.at(column, self.row.uuid(column))
+    }
+
+    fn opt_uuid(&self, column: &str) -> Result<Option<Uuid>, RepositoryError> {
+        self.at(column, self.row.opt_uuid(column))
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, RepositoryError> {
+        self.at(column, self.row.time(column))
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, RepositoryError> {
+        self.at(column, self.row.opt_time(column))
+    }
+
+    fn u64(&self, column: &str) -> Result<u64, RepositoryError> {
+        let value = self.at(column, self.row.int(column))?;
+        u64::try_from(value).map_err(|_| self.corrupt(column, format!("negative value {value}")))
+    }
+
+    fn u32(&self, column: &str) -> Result<u32, RepositoryError> {
+        let value = self.at(column, self.row.small_int(column))?;
+        u32::try_from(value).map_err(|_| self.corrupt(column, format!("{value} is not a u32")))
+    }
+
+    /// A text column holding one of the domain's names (statuses, complexities).
+    fn parsed<T>(&self, column: &str) -> Result<T, RepositoryError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.text(column)?
+            .parse()
+            .map_err(|e| self.corrupt(column, e))
+    }
+
+    /// A JSON text column.
+    fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, RepositoryError> {
+        serde_json::from_str(&self.text(column)?).map_err(|e| self.corrupt(column, e))
+    }
+
+    fn ids<T: From<Uuid>>(&self, column: &str) -> Result<impl Iterator<Item = T>, RepositoryError> {
+        Ok(self
+            .at(column, self.row.uuids(column))?
+            .into_iter()
+            .map(T::from))
+    }
+
+    /// The decoded record must also pass the entity's own rules.
+    fn rehydrated<T, E: Display>(&self, entity: Result<T, E>) -> Result<T, RepositoryError> {
+        entity.map_err(|e| self.corrupt("record", e))
+    }
+}
+
+/// A `sessions` row (every column).
+pub(crate) fn session_from_row(row: &(impl Columns + ?Sized)) -> Result<Session, RepositoryError> {
+    let (f, id) = Fields::keyed(row, "session")?;
+    let record = SessionRecord {
+        id: SessionId::from_uuid(id),
+        title: f.text("title")?,
+        prompt: f.text("prompt")?,
+        workspace: f.text("workspace")?,
+        agent: f.opt_text("agent")?,
+        parent_task: f.opt_uuid("parent_task")?.map(TaskId::from_uuid),
+        status: f.parsed("status")?,
+        attempt: f.u32("attempt")?,
+        max_attempts: f.u32("max_attempts")?,
+        created_at: f.time("created_at")?,
+        updated_at: f.time("updated_at")?,
+        started_at: f.opt_time("started_at")?,
+        finished_at: f.opt_time("finished_at")?,
+        metrics: ExecutionMetrics {
+            tokens_input: f.u64("tokens_input")?,
+            tokens_output: f.u64("tokens_output")?,
+            tokens_reasoning: f.u64("tokens_reasoning")?,
+            tokens_cache_read: f.u64("tokens_cache_read")?,
+            tokens_cache_write: f.u64("tokens_cache_write")?,
+            cost_micro_usd: f.u64("cost_micro_usd")?,
+            duration_ms: f.u64("duration_ms")?,
+            files_changed: f.u32("files_changed")?,
+            retries: f.u32("retries")?,
+        },
+        last_error: f.opt_text("last_error")?,
+        version: f.u64("version")?,
+        deleted_at: f.opt_time("deleted_at")?,
+    };
+    f.rehydrated(Session::rehydrate(record))
+}
+
+/// A `tasks` row with its edges aggregated into `subtasks` (by position) and `dependencies`.
+pub(crate) fn task_from_row(row: &(impl Columns + ?Sized)) -> Result<Task, RepositoryError> {
+    let (f, id) = Fields::keyed(row, "task")?;
+    let record = TaskRecord {
+        id: TaskId::from_uuid(id),
+        title: f.text("title")?,
+        description: f.text("description")?,
+        complexity: f.parsed("complexity")?,
+        parent: f.opt_uuid("parent_id")?.map(TaskId::from_uuid),
+        subtasks: f.ids("subtasks")?.collect(),
+        dependencies: f.ids("dependencies")?.collect(),
+        required_capabilities: f.json::<BTreeSet<_>>("required_capabilities")?,
+        status: f.parsed("status")?,
+        created_at: f.time("created_at")?,
+        updated_at: f.time("updated_at")?,
+        version: f.u64("version")?,
+        deleted_at: f.opt_time("deleted_at")?,
+    };
+    f.rehydrated(Task::rehydrate(record))
+}
+
+/// An `agents` row (every column, capabilities as JSON text).
+pub(crate) fn agent_from_row(row: &(impl Columns + ?Sized)) -> Result<Agent, RepositoryError> {
+    let (f, id) = Fields::keyed(row, "agent")?;
+    let record = AgentRecord {
+        id: id.into(),
+        name: f.text("name")?,
+        capabilities: f.json("capabilities")?,
+        model: f.text("model")?,
+        max_concurrency: f.u32("max_concurrency")?,
+        performance: AgentPerformanceMetrics {
+            sessions_completed: f.u64("sessions_completed")?,
+            sessions_failed: f.u64("sessions_failed")?,
+            sessions_timed_out: f.u64("sessions_timed_out")?,
+            total_duration_ms: f.u64("total_duration_ms")?,
+            total_tokens: f.u64("total_tokens")?,
+            total_cost_micro_usd: f.u64("total_cost_micro_usd")?,
+            total_retries: f.u64("total_retries")?,
+        },
+        created_at: f.time("created_at")?,
+        updated_at: f.time("updated_at")?,
+        version: f.u64("version")?,
+    };
+    f.rehydrated(Agent::rehydrate(record))
+}
+
+/// A `session_events` row (payload as JSON text).
+pub(crate) fn session_event_from_row(
+    row: &(impl Columns + ?Sized),
+) -> Result<StoredSessionEvent, RepositoryError> {
+    let mut f = Fields {
+        row,
+        entity: "session event",
+        id: "?".to_owned(),
+    };
+    let session_id = f.uuid("session_id")?;
+    f.id = session_id.to_string();
+    let seq = f.u64("seq")?;
+    f.id = format!("{session_id}#{seq}");
+    Ok(StoredSessionEvent {
+        session_id: SessionId::from_uuid(session_id),
+        seq,
+        event_type: f.text("event_type")?,
+        payload: f.json("payload")?,
+        occurred_at: f.time("occurred_at")?,
+    })
+}
+
+/// An `outbox` row (payload as JSON text).
+pub(crate) fn outbox_message_from_row(
+    row: &(impl Columns + ?Sized),
+) -> Result<OutboxMessage, RepositoryError> {
+    let mut f = Fields {
+        row,
+        entity: "outbox message",
+        id: "?".to_owned(),
+    };
+    let id = f.at("id", row.int("id"))?;
+    f.id = id.to_string();
+    let aggregate = f.text("aggregate_type")?;
+    let aggregate = Aggregate::parse(&aggregate)
+        .ok_or_else(|| f.corrupt("aggregate_type", format!("unknown aggregate {aggregate:?}")))?;
+    Ok(OutboxMessage {
+        id,
+        event: NewEvent {
+            aggregate,
+            aggregate_id: f.uuid("aggregate_id")?,
+            event_type: f.text("event_type")?,
+            payload: f.json("payload")?,
+            occurred_at: f.time("occurred_at")?,
+        },
+        published_at: f.opt_time("published_at")?,
+    })
+}
