@@ -26,6 +26,31 @@ pub enum Command {
     Migrate,
     /// Print the effective settings as JSON, secrets redacted.
     Config,
+    /// Measure and print performance figures (nothing is asserted).
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// Bulk-insert rows/s and versioned-update latency of the configured store
+    /// (DATABASE_URL, or a throw-away SQLite file with --scratch).
+    Storage {
+        /// Use a fresh SQLite file in a temp dir instead of the configured database.
+        #[arg(long)]
+        scratch: bool,
+        /// Sessions to bulk-insert.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+        rows: u32,
+        /// Sessions per insert transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+        batch: u32,
+        /// Versioned updates to time.
+        #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
+        updates: u32,
+    },
 }
 
 #[cfg(test)]
@@ -45,6 +70,29 @@ mod tests {
             Some(Command::Serve { listen }) => assert_eq!(listen.unwrap().port(), 0),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn bench_storage_takes_counts_and_refuses_zero() {
+        let cli = Cli::try_parse_from(["server", "bench", "storage", "--rows", "10", "--scratch"])
+            .unwrap();
+        match cli.command {
+            Some(Command::Bench {
+                target:
+                    BenchTarget::Storage {
+                        scratch,
+                        rows,
+                        batch,
+                        updates,
+                    },
+            }) => {
+                assert!(scratch);
+                assert_eq!((rows, batch, updates), (10, 500, 2_000));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = Cli::try_parse_from(["server", "bench", "storage", "--rows", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--rows"), "{err}");
     }
 
     #[test]

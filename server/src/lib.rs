@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod application;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod http;

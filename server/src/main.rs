@@ -1,6 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
-use server::cli::{Cli, Command};
+use server::bench::{self, StorageBench};
+use server::cli::{BenchTarget, Cli, Command};
 use server::config::Settings;
 use server::startup::Application;
 use server::{storage, telemetry};
@@ -26,6 +27,42 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Config => {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
+        }
+        Command::Bench {
+            target:
+                BenchTarget::Storage {
+                    scratch,
+                    rows,
+                    batch,
+                    updates,
+                },
+        } => {
+            let scratch_dir = tempfile::tempdir()?;
+            if scratch {
+                settings.database.url = None;
+                settings.data_dir = scratch_dir.path().to_path_buf();
+            }
+            let backend = format!("{:?}", settings.backend()?).to_lowercase();
+            let store = storage::connect(&settings).await?;
+            let figures = bench::run(
+                &store,
+                StorageBench {
+                    rows,
+                    batch,
+                    updates,
+                },
+            )
+            .await?;
+            println!("storage benchmark ({backend})");
+            println!(
+                "  bulk insert   {rows} sessions in batches of {batch}: {:.0} rows/s ({:.2?})",
+                figures.rows_per_second(),
+                figures.insert_elapsed
+            );
+            println!(
+                "  versioned update (read + commit), {updates} sequential: p50 {:.2?}  p99 {:.2?}  max {:.2?}",
+                figures.update_p50, figures.update_p99, figures.update_max
+            );
         }
     }
     Ok(())
