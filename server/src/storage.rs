@@ -74,7 +74,16 @@ pub async fn connect(settings: &Settings) -> Result<Store, StorageError> {
     let url = url.expose_secret();
     let shown = redact_url(url);
     let pool = PoolSettings::from(settings);
-    match settings.backend()? {
+    let connect_error = |e: sqlx::Error| StorageError::Connect {
+        url: shown.clone(),
+        message: e.to_string(),
+    };
+    let migrate_error = |e: sqlx::migrate::MigrateError| StorageError::Migrate {
+        url: shown.clone(),
+        message: e.to_string(),
+    };
+    let backend = settings.backend()?;
+    let store = match backend {
         Backend::Sqlite => {
             if settings.database.url.is_none() {
                 std::fs::create_dir_all(&settings.data_dir).map_err(|source| {
@@ -84,34 +93,20 @@ pub async fn connect(settings: &Settings) -> Result<Store, StorageError> {
                     }
                 })?;
             }
-            let store =
-                SqliteStore::connect(url, pool)
-                    .await
-                    .map_err(|e| StorageError::Connect {
-                        url: shown.clone(),
-                        message: e.to_string(),
-                    })?;
-            store.migrate().await.map_err(|e| StorageError::Migrate {
-                url: shown.clone(),
-                message: e.to_string(),
-            })?;
-            tracing::info!(url = %shown, "storage ready: sqlite");
-            Ok(Store::from_adapter(store))
+            let store = SqliteStore::connect(url, pool)
+                .await
+                .map_err(connect_error)?;
+            store.migrate().await.map_err(migrate_error)?;
+            Store::from_adapter(store)
         }
         Backend::Postgres => {
-            let store =
-                PostgresStore::connect(url, pool)
-                    .await
-                    .map_err(|e| StorageError::Connect {
-                        url: shown.clone(),
-                        message: e.to_string(),
-                    })?;
-            store.migrate().await.map_err(|e| StorageError::Migrate {
-                url: shown.clone(),
-                message: e.to_string(),
-            })?;
-            tracing::info!(url = %shown, "storage ready: postgres");
-            Ok(Store::from_adapter(store))
+            let store = PostgresStore::connect(url, pool)
+                .await
+                .map_err(connect_error)?;
+            store.migrate().await.map_err(migrate_error)?;
+            Store::from_adapter(store)
         }
-    }
+    };
+    tracing::info!(url = %shown, ?backend, "storage ready");
+    Ok(store)
 }
