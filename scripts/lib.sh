@@ -11,6 +11,8 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/oio/target}"
 export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+# Incremental state only speeds up edit-compile loops; in these scripts it just fills the cache.
+export CARGO_INCREMENTAL=0
 
 CARGO_LEPTOS_VERSION="0.3.11"
 WASM_OPT_VERSION="0.116.1"
@@ -97,8 +99,11 @@ ensure_npm_packages() {
     skip "npm packages match package-lock.json"
     return
   fi
-  say "npm: installing pinned packages (Tailwind CLI, Playwright; no browser download)"
-  npm ci --no-audit --no-fund
+  say "npm: installing pinned packages (Tailwind CLI, Playwright without a browser download, opencode-ai)"
+  # `npm install`, not `npm ci`: npm 11 leaves the other platforms' optional opencode binaries out
+  # of the lock file and then `npm ci` refuses it as out of sync. With the lock present, `install`
+  # installs exactly the locked versions and leaves the lock unchanged.
+  npm install --no-audit --no-fund
   echo "$want" > "$stamp"
 }
 
