@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: format and lint gates, unit + property + integration tests (SQLite and
-# PostgreSQL), the wasm32 build of the domain crate, then the end-to-end suite: the real server built
-# by cargo-leptos, driven by Playwright in Debian's Chromium.
+# PostgreSQL, the real OpenCode server against a scripted fake LLM), the wasm32 build of the domain
+# crate, then the end-to-end suite: the real server built by cargo-leptos, driven by Playwright in
+# Debian's Chromium.
 source "$(dirname "$0")/lib.sh"
 
 say "checking build and test tools"
@@ -30,8 +31,8 @@ trap 'rm -rf "$LOG_DIR"' EXIT
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "clippy: domain, app (ssr) and server, all targets"
-cargo clippy -p domain -p app -p server --all-targets -- -D warnings
+say "clippy: domain, app (ssr), server and testkit, all targets"
+cargo clippy -p domain -p app -p server -p testkit --all-targets -- -D warnings
 
 say "clippy: frontend and app (hydrate) for wasm32"
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
@@ -39,8 +40,8 @@ cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 say "build: domain for wasm32-unknown-unknown (the UI shares these types)"
 cargo build -p domain --target wasm32-unknown-unknown
 
-say "cargo test: domain, app, server (unit, property, integration, storage contract)"
-cargo test -p domain -p app -p server 2>&1 | tee "$LOG_DIR/cargo-test.log"
+say "cargo test: domain, app, server, testkit (unit, property, integration, storage contract, real OpenCode)"
+cargo test -p domain -p app -p server -p testkit 2>&1 | tee "$LOG_DIR/cargo-test.log"
 
 say "cargo leptos build: server binary + hydrated WASM + Tailwind CSS"
 cargo leptos build

@@ -1,5 +1,6 @@
 //! Driven adapters, one folder per technology.
 
+pub mod opencode;
 pub mod postgres;
 mod sql;
 pub mod sqlite;

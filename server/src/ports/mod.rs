@@ -5,6 +5,7 @@
 //! committed together or not at all (the transactional outbox). Repositories read.
 
 mod agent_repository;
+mod agent_server;
 mod error;
 mod outbox;
 mod session_repository;
@@ -12,6 +13,14 @@ mod task_repository;
 mod unit_of_work;
 
 pub use agent_repository::AgentRepository;
+pub use agent_server::{
+    AgentEvent, AgentEventStream, AgentServer, AgentServerError, AgentSession, AgentSessionId,
+    AgentSessionStatus, AssistantMessage, AssistantReply, CreateSession, EventScope, FileChange,
+    FileDiff, InvalidMessageId, Message, MessageError, MessageErrorKind, MessageId, MessageRecord,
+    ModelRef, Part, PartContent, PermissionReply, PermissionRequest, PromptRequest, Question,
+    QuestionOption, QuestionRequest, ServerHealth, SessionAddress, TokenUsage, ToolCallRef,
+    ToolCallState, UserMessage,
+};
 pub use error::RepositoryError;
 pub use outbox::{Aggregate, NewEvent, Outbox, OutboxMessage, StoredSessionEvent};
 pub use session_repository::SessionRepository;

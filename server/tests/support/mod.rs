@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part of it
 
 pub mod factories;
+pub mod fake_opencode;
 pub mod postgres;
 
 use std::net::SocketAddr;
