@@ -65,6 +65,7 @@ test.describe("dashboard", () => {
     expect(await health.json()).toEqual({ status: "ok" });
     const ready = await request.get("/readyz");
     expect(ready.status()).toBe(200);
-    expect(await ready.json()).toEqual({ status: "ready", checks: { database: "ok" } });
+    // No OpenCode server configured in this run: an empty fleet, still ready.
+    expect(await ready.json()).toEqual({ status: "ready", checks: { database: "ok" }, opencode: [] });
   });
 });

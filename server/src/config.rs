@@ -56,6 +56,41 @@ pub struct DatabaseSettings {
 pub struct OpenCodeSettings {
     #[serde(default)]
     pub servers: Vec<OpenCodeServerSettings>,
+    #[serde(default)]
+    pub resilience: OpenCodeResilienceSettings,
+}
+
+/// How the orchestrator treats every OpenCode server (`[opencode.resilience]`,
+/// `OIO_OPENCODE__RESILIENCE__…`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct OpenCodeResilienceSettings {
+    /// Any call but the blocking prompt.
+    pub request_timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// Retries of idempotent calls.
+    pub max_retries: u32,
+    /// Requests per second to one server from this process; 0 for no limit.
+    pub rate_limit_per_second: u32,
+    /// Consecutive failures that open a server's circuit breaker.
+    pub breaker_failure_threshold: u32,
+    /// How long an open breaker refuses calls before letting one probe through.
+    pub breaker_open_secs: u64,
+    pub health_check_interval_secs: u64,
+}
+
+impl Default for OpenCodeResilienceSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout_secs: 30,
+            connect_timeout_secs: 5,
+            max_retries: 3,
+            rate_limit_per_second: 50,
+            breaker_failure_threshold: 5,
+            breaker_open_secs: 30,
+            health_check_interval_secs: 15,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +194,30 @@ impl Settings {
                 return Err(invalid("redis_url", "scheme must be redis:// or rediss://"));
             }
         }
+        let r = &self.opencode.resilience;
+        for (field, value) in [
+            (
+                "opencode.resilience.request_timeout_secs",
+                r.request_timeout_secs,
+            ),
+            (
+                "opencode.resilience.connect_timeout_secs",
+                r.connect_timeout_secs,
+            ),
+            (
+                "opencode.resilience.breaker_failure_threshold",
+                u64::from(r.breaker_failure_threshold),
+            ),
+            ("opencode.resilience.breaker_open_secs", r.breaker_open_secs),
+            (
+                "opencode.resilience.health_check_interval_secs",
+                r.health_check_interval_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
         for server in &self.opencode.servers {
             if !matches!(server.url.scheme(), "http" | "https") {
                 return Err(invalid(
@@ -216,6 +275,15 @@ impl Settings {
                     "password": s.password.as_ref().map(|_| "***"),
                     "capacity": s.capacity,
                 })).collect::<Vec<_>>(),
+                "resilience": {
+                    "request_timeout_secs": self.opencode.resilience.request_timeout_secs,
+                    "connect_timeout_secs": self.opencode.resilience.connect_timeout_secs,
+                    "max_retries": self.opencode.resilience.max_retries,
+                    "rate_limit_per_second": self.opencode.resilience.rate_limit_per_second,
+                    "breaker_failure_threshold": self.opencode.resilience.breaker_failure_threshold,
+                    "breaker_open_secs": self.opencode.resilience.breaker_open_secs,
+                    "health_check_interval_secs": self.opencode.resilience.health_check_interval_secs,
+                },
             },
             "log": { "format": format!("{:?}", self.log.format).to_lowercase(), "filter": self.log.filter },
         })
@@ -350,6 +418,27 @@ capacity = 2
         let err =
             Settings::load_from(None, env(&[("OIO_OPENCODE_URLS", "ftp://host")])).unwrap_err();
         assert!(err.to_string().contains("opencode.servers.url"), "{err}");
+    }
+
+    #[test]
+    fn opencode_resilience_comes_from_the_environment_and_zero_is_rejected() {
+        let s = Settings::load_from(
+            None,
+            env(&[("OIO_OPENCODE__RESILIENCE__BREAKER_FAILURE_THRESHOLD", "2")]),
+        )
+        .unwrap();
+        assert_eq!(s.opencode.resilience.breaker_failure_threshold, 2);
+        assert_eq!(s.opencode.resilience.breaker_open_secs, 30, "defaults kept");
+        let err = Settings::load_from(
+            None,
+            env(&[("OIO_OPENCODE__RESILIENCE__BREAKER_OPEN_SECS", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("opencode.resilience.breaker_open_secs"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,9 +13,11 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+use crate::adapters::opencode::{Fleet, HealthChecks, ResiliencePolicy};
 use crate::application::SessionService;
 use crate::config::Settings;
 use crate::http;
+use crate::ports::AgentServerError;
 use crate::storage::{self, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,17 +32,26 @@ pub enum StartupError {
     },
     #[error("leptos configuration: {0}")]
     Leptos(String),
+    #[error("OpenCode fleet: {0}")]
+    Fleet(#[from] AgentServerError),
 }
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     local_addr: SocketAddr,
+    fleet: Arc<Fleet>,
+    /// Health checks of the fleet run while the application lives.
+    _health_checks: Option<HealthChecks>,
 }
 
 impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let store = storage::connect(settings).await?;
+        let policy = ResiliencePolicy::from(&settings.opencode.resilience);
+        let fleet = Arc::new(Fleet::from_settings(&settings.opencode, &policy)?);
+        let health_checks =
+            (!fleet.is_empty()).then(|| fleet.spawn_health_checks(policy.health_check_interval));
 
         let mut leptos_options = get_configuration(None)
             .map_err(|e| StartupError::Leptos(e.to_string()))?
@@ -83,18 +94,25 @@ impl Application {
             )
             .fallback(leptos_axum::file_and_error_handler(shell))
             .with_state(leptos_options)
-            .merge(http::health_routes(store.sessions.clone()))
+            .merge(http::health_routes(store.sessions.clone(), fleet.clone()))
             .layer(TraceLayer::new_for_http());
 
         Ok(Self {
             listener,
             router,
             local_addr,
+            fleet,
+            _health_checks: health_checks,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The configured OpenCode servers and their standing.
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.

@@ -243,3 +243,48 @@ async fn failing_migrations_stop_start_up_naming_the_database() {
         "names the database: {err}"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_opencode_server_is_reported_but_does_not_make_the_app_unready() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = support::test_settings(dir.path(), None);
+    settings.opencode.servers = vec![server::config::OpenCodeServerSettings {
+        url: url::Url::parse("http://127.0.0.1:1/").unwrap(),
+        password: Some(secrecy::SecretString::from("never-shown".to_string())),
+        capacity: 2,
+    }];
+    settings.opencode.resilience.health_check_interval_secs = 1;
+    settings.opencode.resilience.connect_timeout_secs = 1;
+    let app = Application::build(&settings).await.unwrap();
+    let addr = app.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let response = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "storage is fine, so the app is ready"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        if body["opencode"][0]["healthy"] == false {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never marked unhealthy: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["opencode"][0]["capacity"], 2);
+    assert_eq!(body["opencode"][0]["in_flight"], 0);
+    assert!(
+        !body.to_string().contains("never-shown"),
+        "password leaked: {body}"
+    );
+    let _ = tx.send(());
+}

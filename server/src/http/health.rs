@@ -1,4 +1,6 @@
-//! `/healthz` (the process answers) and `/readyz` (it can do its work: storage reachable).
+//! `/healthz` (the process answers) and `/readyz` (it can do its work: storage reachable). The
+//! OpenCode fleet's standing is reported beside, but does not decide readiness: with every agent
+//! server down the orchestrator still accepts and queues work (graceful degradation).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,6 +8,7 @@ use std::time::Duration;
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Json, Router};
 use serde_json::json;
 
+use crate::adapters::opencode::{BreakerState, Fleet};
 use crate::ports::SessionRepository;
 
 /// How long the readiness probe waits for storage before calling it unavailable.
@@ -14,13 +17,34 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 struct Probes {
     sessions: Arc<dyn SessionRepository>,
+    fleet: Arc<Fleet>,
 }
 
-pub fn routes<S>(sessions: Arc<dyn SessionRepository>) -> Router<S> {
+pub fn routes<S>(sessions: Arc<dyn SessionRepository>, fleet: Arc<Fleet>) -> Router<S> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(Probes { sessions })
+        .with_state(Probes { sessions, fleet })
+}
+
+fn fleet_report(fleet: &Fleet) -> serde_json::Value {
+    fleet
+        .report()
+        .into_iter()
+        .map(|r| {
+            json!({
+                "server": r.server,
+                "healthy": r.healthy,
+                "breaker": match r.breaker {
+                    BreakerState::Closed => "closed",
+                    BreakerState::Open => "open",
+                    BreakerState::HalfOpen => "half_open",
+                },
+                "in_flight": r.in_flight,
+                "capacity": r.capacity,
+            })
+        })
+        .collect()
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -33,16 +57,25 @@ async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {READINESS_TIMEOUT:?}")),
     };
+    let opencode = fleet_report(&probes.fleet);
     match database {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "checks": { "database": "ok" } })),
+            Json(json!({
+                "status": "ready",
+                "checks": { "database": "ok" },
+                "opencode": opencode,
+            })),
         ),
         Err(message) => {
             tracing::warn!(%message, "readiness check failed: database");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "checks": { "database": message } })),
+                Json(json!({
+                    "status": "unavailable",
+                    "checks": { "database": message },
+                    "opencode": opencode,
+                })),
             )
         }
     }
@@ -96,7 +129,7 @@ mod tests {
     }
 
     async fn probe(store: BrokenStore, path: &str) -> (StatusCode, serde_json::Value) {
-        let router: Router = routes(Arc::new(store));
+        let router: Router = routes(Arc::new(store), Arc::new(Fleet::new(Vec::new())));
         let response = router
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await

@@ -144,3 +144,57 @@ impl EventStreamPolicy {
         self.heartbeat_interval * self.missed_heartbeats.max(1)
     }
 }
+
+impl From<&crate::config::OpenCodeResilienceSettings> for ResiliencePolicy {
+    fn from(s: &crate::config::OpenCodeResilienceSettings) -> Self {
+        let defaults = ResiliencePolicy::default();
+        Self {
+            request_timeout: Duration::from_secs(s.request_timeout_secs),
+            connect_timeout: Duration::from_secs(s.connect_timeout_secs),
+            retry: RetryPolicy {
+                max_retries: s.max_retries as usize,
+                ..defaults.retry
+            },
+            rate_limit: NonZeroU32::new(s.rate_limit_per_second).map(|per_second| RateLimit {
+                per_second,
+                burst: per_second.min(RateLimit::default().burst),
+            }),
+            breaker: BreakerPolicy {
+                failure_threshold: s.breaker_failure_threshold,
+                open_for: Duration::from_secs(s.breaker_open_secs),
+            },
+            health_check_interval: Duration::from_secs(s.health_check_interval_secs),
+            ..defaults
+        }
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+    use crate::config::OpenCodeResilienceSettings;
+
+    #[test]
+    fn settings_become_the_policy_and_zero_rate_means_unlimited() {
+        let settings = OpenCodeResilienceSettings {
+            request_timeout_secs: 7,
+            breaker_failure_threshold: 2,
+            breaker_open_secs: 9,
+            rate_limit_per_second: 0,
+            max_retries: 1,
+            ..OpenCodeResilienceSettings::default()
+        };
+        let policy = ResiliencePolicy::from(&settings);
+        assert_eq!(policy.request_timeout, Duration::from_secs(7));
+        assert_eq!(policy.breaker.failure_threshold, 2);
+        assert_eq!(policy.breaker.open_for, Duration::from_secs(9));
+        assert_eq!(policy.retry.max_retries, 1);
+        assert!(policy.rate_limit.is_none());
+        let limited = ResiliencePolicy::from(&OpenCodeResilienceSettings {
+            rate_limit_per_second: 5,
+            ..OpenCodeResilienceSettings::default()
+        });
+        assert_eq!(limited.rate_limit.unwrap().per_second.get(), 5);
+        assert_eq!(limited.rate_limit.unwrap().burst.get(), 5);
+    }
+}
