@@ -25,6 +25,23 @@ else
   skip "PostgreSQL unreachable: its tests will report themselves skipped (never under CI=true)"
 fi
 
+say "checking services: Redis at 127.0.0.1:6379"
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+if ! redis_up && command -v redis-server >/dev/null; then
+  say "Redis is down: starting it"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
+  for _ in $(seq 1 30); do redis_up && break; sleep 0.2; done
+fi
+if redis_up; then
+  export OIO_TEST_REDIS_URL="${OIO_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+  skip "Redis ready; tests use their own key prefixes"
+elif [ "${CI:-}" = "true" ]; then
+  echo "Redis is unreachable at 127.0.0.1:6379 and CI=true: refusing to skip its tests" >&2
+  exit 1
+else
+  skip "Redis unreachable: its tests will report themselves skipped (never under CI=true)"
+fi
+
 LOG_DIR="$(mktemp -d)"
 trap 'rm -rf "$LOG_DIR"' EXIT
 

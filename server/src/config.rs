@@ -2,7 +2,8 @@
 //!
 //! Environment: `OIO_LISTEN`, `OIO_DATA_DIR`, `OIO_DATABASE__MAX_CONNECTIONS`,
 //! `OIO_DATABASE__ACQUIRE_TIMEOUT_SECS`, `OIO_LOG__FORMAT` (`pretty` | `json`), `OIO_OPENCODE_URLS`
-//! (comma-separated), and the conventional `DATABASE_URL` and `REDIS_URL`. Secrets (database and
+//! (comma-separated), `OIO_WORKTREES__ROOT`, `OIO_WORKTREES__CLEANUP` (`keep` | `remove_worktree` |
+//! `remove_all`), and the conventional `DATABASE_URL` and `REDIS_URL`. Secrets (database and
 //! Redis URLs, OpenCode passwords) are held in [`SecretString`] so they never print.
 
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub struct Settings {
     pub redis_url: Option<SecretString>,
     #[serde(default)]
     pub opencode: OpenCodeSettings,
+    #[serde(default)]
+    pub worktrees: WorktreeSettings,
     pub log: LogSettings,
 }
 
@@ -104,6 +107,49 @@ pub struct OpenCodeServerSettings {
 
 fn default_capacity() -> u32 {
     4
+}
+
+/// Where sessions' git worktrees live and what happens to them after a session (`[worktrees]`,
+/// `OIO_WORKTREES__ROOT`, `OIO_WORKTREES__CLEANUP`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct WorktreeSettings {
+    /// The directory worktrees are created under; `<data_dir>/worktrees` when absent. Must not be
+    /// inside a target repository.
+    pub root: Option<PathBuf>,
+    pub cleanup: WorktreeCleanup,
+}
+
+impl WorktreeSettings {
+    /// The worktree root in force.
+    pub fn root(&self, data_dir: &Path) -> PathBuf {
+        self.root
+            .clone()
+            .unwrap_or_else(|| data_dir.join("worktrees"))
+    }
+}
+
+/// What to remove once a session is done; see [`CleanupPolicy`](crate::ports::workspaces::CleanupPolicy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorktreeCleanup {
+    /// Keep the worktree and its branch.
+    #[default]
+    Keep,
+    /// Remove the worktree directory, keep the branch (and the work committed on it).
+    RemoveWorktree,
+    /// Remove the worktree and the branch.
+    RemoveAll,
+}
+
+impl From<WorktreeCleanup> for crate::ports::workspaces::CleanupPolicy {
+    fn from(cleanup: WorktreeCleanup) -> Self {
+        match cleanup {
+            WorktreeCleanup::Keep => Self::Keep,
+            WorktreeCleanup::RemoveWorktree => Self::RemoveWorktreeKeepBranch,
+            WorktreeCleanup::RemoveAll => Self::RemoveAll,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -218,6 +264,14 @@ impl Settings {
                 return Err(invalid(field, "must be at least 1"));
             }
         }
+        if self
+            .worktrees
+            .root
+            .as_ref()
+            .is_some_and(|root| root.as_os_str().is_empty())
+        {
+            return Err(invalid("worktrees.root", "must not be empty"));
+        }
         for server in &self.opencode.servers {
             if !matches!(server.url.scheme(), "http" | "https") {
                 return Err(invalid(
@@ -284,6 +338,10 @@ impl Settings {
                     "breaker_open_secs": self.opencode.resilience.breaker_open_secs,
                     "health_check_interval_secs": self.opencode.resilience.health_check_interval_secs,
                 },
+            },
+            "worktrees": {
+                "root": self.worktrees.root(&self.data_dir).display().to_string(),
+                "cleanup": format!("{:?}", self.worktrees.cleanup),
             },
             "log": { "format": format!("{:?}", self.log.format).to_lowercase(), "filter": self.log.filter },
         })
@@ -439,6 +497,55 @@ capacity = 2
                 .contains("opencode.resilience.breaker_open_secs"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn worktrees_default_under_the_data_dir_and_come_from_file_and_environment() {
+        use crate::ports::workspaces::CleanupPolicy;
+
+        let s = Settings::load_from(None, env(&[("OIO_DATA_DIR", "/var/lib/oio")])).unwrap();
+        assert_eq!(s.worktrees, WorktreeSettings::default());
+        assert_eq!(
+            s.worktrees.root(&s.data_dir),
+            PathBuf::from("/var/lib/oio/worktrees")
+        );
+        assert_eq!(
+            CleanupPolicy::from(s.worktrees.cleanup),
+            CleanupPolicy::Keep
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("oio.toml");
+        std::fs::write(
+            &file,
+            "[worktrees]\nroot = \"/srv/worktrees\"\ncleanup = \"remove_worktree\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), env(&[])).unwrap();
+        assert_eq!(
+            s.worktrees.root(&s.data_dir),
+            PathBuf::from("/srv/worktrees")
+        );
+        assert_eq!(
+            CleanupPolicy::from(s.worktrees.cleanup),
+            CleanupPolicy::RemoveWorktreeKeepBranch
+        );
+
+        let s = Settings::load_from(
+            Some(&file),
+            env(&[("OIO_WORKTREES__CLEANUP", "remove_all")]),
+        )
+        .unwrap();
+        assert_eq!(s.worktrees.cleanup, WorktreeCleanup::RemoveAll);
+    }
+
+    #[test]
+    fn bad_worktree_settings_are_rejected_naming_the_field() {
+        let err =
+            Settings::load_from(None, env(&[("OIO_WORKTREES__CLEANUP", "sometimes")])).unwrap_err();
+        assert!(err.to_string().contains("worktrees.cleanup"), "{err}");
+        let err = Settings::load_from(None, env(&[("OIO_WORKTREES__ROOT", "")])).unwrap_err();
+        assert!(err.to_string().contains("worktrees.root"), "{err}");
     }
 
     #[test]

@@ -7,10 +7,12 @@
 mod agent_repository;
 mod agent_server;
 mod error;
+pub mod lock;
 mod outbox;
 mod session_repository;
 mod task_repository;
 mod unit_of_work;
+pub mod workspaces;
 
 pub use agent_repository::AgentRepository;
 pub use agent_server::{
