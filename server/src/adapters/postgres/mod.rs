@@ -16,7 +16,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::sql::{Columns, Value};
+use domain::{Cursor, Page, PageRequest};
+
+use super::sql::{fetch_limit, map_sqlx_error, push_where, Columns, Term, Value};
+use crate::ports::RepositoryError;
 use crate::storage::PoolSettings;
 
 pub struct PostgresStore {
@@ -46,6 +49,32 @@ where
     T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
 {
     row.try_get(column).map_err(|e| e.to_string())
+}
+
+impl PostgresStore {
+    /// One keyset page of `select`: filtered by `terms`, newest first (creation time, then id),
+    /// fetched one row past the limit to know whether a next page exists.
+    pub(super) async fn list_page<T>(
+        &self,
+        select: &str,
+        terms: Vec<Term>,
+        page: &PageRequest,
+        decode: impl Fn(&PgRow) -> Result<T, RepositoryError>,
+        key: impl Fn(&T) -> Cursor,
+    ) -> Result<Page<T>, RepositoryError> {
+        let mut query = QueryBuilder::new(select);
+        push_where(&mut query, terms, push_value);
+        query
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(fetch_limit(page));
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, page.limit(), key))
+    }
 }
 
 impl Columns for PgRow {

@@ -5,10 +5,9 @@ use domain::{Cursor, Page, PageRequest, Task, TaskFilter, TaskId, TaskRecord};
 use sqlx::{PgConnection, QueryBuilder};
 use uuid::Uuid;
 
-use super::{push_value, PostgresStore};
+use super::PostgresStore;
 use crate::adapters::sql::{
-    capabilities_json, fetch_limit, map_insert_error, map_sqlx_error, push_where, task_from_row,
-    task_terms, to_i64,
+    capabilities_json, map_insert_error, map_sqlx_error, task_from_row, task_terms, to_i64,
 };
 use crate::ports::{RepositoryError, TaskRepository};
 
@@ -156,22 +155,9 @@ impl TaskRepository for PostgresStore {
         filter: &TaskFilter,
         page: &PageRequest,
     ) -> Result<Page<Task>, RepositoryError> {
-        let mut query = QueryBuilder::new(SELECT);
-        push_where(&mut query, task_terms(filter, page), push_value);
-        query
-            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(fetch_limit(page));
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        let tasks = rows
-            .iter()
-            .map(task_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(tasks, page.limit(), |t| {
+        self.list_page(SELECT, task_terms(filter, page), page, task_from_row, |t| {
             Cursor::new(t.created_at(), t.id().as_uuid())
-        }))
+        })
+        .await
     }
 }

@@ -11,7 +11,7 @@ pub(crate) use decode::{
     agent_from_row, outbox_message_from_row, session_event_from_row, session_from_row,
     task_from_row, Columns,
 };
-pub(crate) use filter::{fetch_limit, push_where, session_terms, task_terms, Value};
+pub(crate) use filter::{fetch_limit, push_where, session_terms, task_terms, Term, Value};
 
 use std::collections::BTreeSet;
 

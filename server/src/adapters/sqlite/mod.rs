@@ -19,7 +19,10 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
-use super::sql::{Columns, Value};
+use domain::{Cursor, Page, PageRequest};
+
+use super::sql::{fetch_limit, map_sqlx_error, push_where, Columns, Term, Value};
+use crate::ports::RepositoryError;
 use crate::storage::PoolSettings;
 
 pub struct SqliteStore {
@@ -70,6 +73,32 @@ fn json_array<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
         .map(|i| serde_json::Value::String(i.to_string()))
         .collect();
     serde_json::Value::Array(items).to_string()
+}
+
+impl SqliteStore {
+    /// One keyset page of `select`: filtered by `terms`, newest first (creation time, then id),
+    /// fetched one row past the limit to know whether a next page exists.
+    pub(super) async fn list_page<T>(
+        &self,
+        select: &str,
+        terms: Vec<Term>,
+        page: &PageRequest,
+        decode: impl Fn(&SqliteRow) -> Result<T, RepositoryError>,
+        key: impl Fn(&T) -> Cursor,
+    ) -> Result<Page<T>, RepositoryError> {
+        let mut query = QueryBuilder::new(select);
+        push_where(&mut query, terms, push_value);
+        query
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(fetch_limit(page));
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, page.limit(), key))
+    }
 }
 
 impl Columns for SqliteRow {

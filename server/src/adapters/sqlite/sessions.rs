@@ -4,12 +4,12 @@ use async_trait::async_trait;
 use domain::{Cursor, Page, PageRequest, Session, SessionFilter, SessionId, SessionRecord};
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Sqlite, SqliteConnection};
 
-use super::{push_value, ts, SqliteStore};
+use super::{ts, SqliteStore};
 use crate::adapters::sql::{
-    fetch_limit, map_insert_error, map_sqlx_error, push_where, session_event_from_row,
-    session_from_row, session_terms, to_i64,
+    map_insert_error, map_sqlx_error, session_event_from_row, session_from_row, session_terms,
+    to_i64,
 };
 use crate::ports::{RepositoryError, SessionRepository, StoredSessionEvent};
 
@@ -127,23 +127,14 @@ impl SessionRepository for SqliteStore {
         filter: &SessionFilter,
         page: &PageRequest,
     ) -> Result<Page<Session>, RepositoryError> {
-        let mut query = QueryBuilder::new("SELECT * FROM sessions");
-        push_where(&mut query, session_terms(filter, page), push_value);
-        query
-            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(fetch_limit(page));
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        let sessions = rows
-            .iter()
-            .map(session_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(sessions, page.limit(), |s| {
-            Cursor::new(s.created_at(), s.id().as_uuid())
-        }))
+        self.list_page(
+            "SELECT * FROM sessions",
+            session_terms(filter, page),
+            page,
+            session_from_row,
+            |s| Cursor::new(s.created_at(), s.id().as_uuid()),
+        )
+        .await
     }
 
     async fn events(&self, id: SessionId) -> Result<Vec<StoredSessionEvent>, RepositoryError> {
