@@ -7,7 +7,9 @@ use secrecy::ExposeSecret;
 
 use crate::adapters::{postgres::PostgresStore, sqlite::SqliteStore};
 use crate::config::{redact_url, Backend, ConfigError, Settings};
-use crate::ports::{AgentRepository, Outbox, SessionRepository, TaskRepository, UnitOfWork};
+use crate::ports::{
+    AgentRepository, DispatchQueue, Outbox, SessionRepository, TaskRepository, UnitOfWork,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -33,13 +35,19 @@ pub struct Store {
     pub agents: Arc<dyn AgentRepository>,
     pub unit_of_work: Arc<dyn UnitOfWork>,
     pub outbox: Arc<dyn Outbox>,
+    pub queue: Arc<dyn DispatchQueue>,
 }
 
 impl Store {
     /// One adapter serving every port.
     pub fn from_adapter<A>(adapter: A) -> Self
     where
-        A: SessionRepository + TaskRepository + AgentRepository + UnitOfWork + Outbox,
+        A: SessionRepository
+            + TaskRepository
+            + AgentRepository
+            + UnitOfWork
+            + Outbox
+            + DispatchQueue,
     {
         let adapter = Arc::new(adapter);
         Self {
@@ -47,7 +55,8 @@ impl Store {
             tasks: adapter.clone(),
             agents: adapter.clone(),
             unit_of_work: adapter.clone(),
-            outbox: adapter,
+            outbox: adapter.clone(),
+            queue: adapter,
         }
     }
 }

@@ -84,4 +84,13 @@ contract_on_every_backend!(
     agent_repository::agents_read_back_by_id_and_name_and_list_by_name,
     agent_repository::a_second_agent_with_a_taken_name_is_refused,
     agent_repository::performance_updates_are_versioned,
+    dispatch_queue::claims_go_by_priority_then_fifo_and_wait_for_available_at,
+    dispatch_queue::a_lapsed_lease_is_recovered_and_the_old_owner_is_fenced_off,
+    dispatch_queue::servers_take_no_more_sessions_than_their_capacity,
+    dispatch_queue::an_agent_runs_no_more_sessions_than_its_limit,
+    dispatch_queue::a_recovered_session_reattaches_on_its_listed_server,
+    dispatch_queue::concurrent_claimers_take_every_session_exactly_once,
+    dispatch_queue::a_requeued_session_waits_for_its_backoff,
+    dispatch_queue::queue_changes_and_cancellations_are_signalled,
+    dispatch_queue::depth_counts_waiting_leased_and_expired_rows,
 );

@@ -1,5 +1,7 @@
 //! Storage failures in the application's words; no driver type crosses this boundary.
 
+use domain::SessionId;
+
 use super::EntityKey;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,4 +34,8 @@ pub enum RepositoryError {
         expected: u64,
         actual: u64,
     },
+    /// Fencing: the write came from a replica whose lease on the session is no longer current
+    /// (another replica claimed it, or the row is gone); nothing was written.
+    #[error("the lease on session {session} is no longer held (fence {fence})")]
+    FenceLost { session: SessionId, fence: u64 },
 }

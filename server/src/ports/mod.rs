@@ -6,9 +6,11 @@
 
 mod agent_repository;
 mod agent_server;
+mod dispatch;
 mod error;
 pub mod lock;
 mod outbox;
+mod servers;
 mod session_repository;
 mod task_repository;
 mod unit_of_work;
@@ -23,8 +25,13 @@ pub use agent_server::{
     QuestionOption, QuestionRequest, ServerHealth, SessionAddress, TokenUsage, ToolCallRef,
     ToolCallState, UserMessage,
 };
+pub use dispatch::{
+    Claim, ClaimRequest, DispatchQueue, QueueDepth, QueueEntry, QueueLease, QueueOp, QueueSignal,
+    RemoteRef, Renewal, ServerCapacity,
+};
 pub use error::RepositoryError;
 pub use outbox::{Aggregate, NewEvent, Outbox, OutboxMessage, StoredSessionEvent};
+pub use servers::AgentServers;
 pub use session_repository::SessionRepository;
 pub use task_repository::TaskRepository;
 pub use unit_of_work::{Change, ChangeSet, Committed, EntityKey, UnitOfWork};

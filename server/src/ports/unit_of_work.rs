@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use domain::{Agent, AgentId, Session, SessionId, Task, TaskId};
 use serde::{Deserialize, Serialize};
 
-use super::{NewEvent, RepositoryError};
+use super::{NewEvent, QueueLease, QueueOp, RepositoryError};
 
 /// Which entity a change or error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,6 +57,7 @@ impl Change {
 pub struct ChangeSet {
     changes: Vec<Change>,
     events: Vec<NewEvent>,
+    queue: Vec<QueueOp>,
 }
 
 impl ChangeSet {
@@ -98,6 +99,24 @@ impl ChangeSet {
         self.change(Change::UpdateAgent(agent.clone()))
     }
 
+    /// A dispatch-queue change to commit with the rest (see [`super::DispatchQueue`]).
+    pub fn queue(&mut self, op: QueueOp) -> &mut Self {
+        self.queue.push(op);
+        self
+    }
+
+    /// Commits only while `lease` is still the session's current lease (fencing): otherwise the
+    /// whole batch fails with [`RepositoryError::FenceLost`].
+    pub fn guard(&mut self, lease: &QueueLease) -> &mut Self {
+        self.queue(QueueOp::Guard {
+            lease: lease.clone(),
+        })
+    }
+
+    pub fn queue_ops(&self) -> &[QueueOp] {
+        &self.queue
+    }
+
     pub fn changes(&self) -> &[Change] {
         &self.changes
     }
@@ -107,7 +126,7 @@ impl ChangeSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.events.is_empty()
+        self.changes.is_empty() && self.events.is_empty() && self.queue.is_empty()
     }
 }
 

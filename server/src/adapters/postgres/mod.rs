@@ -5,6 +5,7 @@
 
 mod agents;
 mod outbox;
+mod queue;
 mod sessions;
 mod tasks;
 mod unit_of_work;
@@ -24,6 +25,15 @@ use crate::storage::PoolSettings;
 
 pub struct PostgresStore {
     pool: PgPool,
+    signals: tokio::sync::broadcast::Sender<crate::ports::QueueSignal>,
+    /// Forwards NOTIFYs on the queue channel to `signals`; stopped with the store.
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 impl PostgresStore {
@@ -34,7 +44,13 @@ impl PostgresStore {
             .acquire_timeout(pool.acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        let (signals, _) = tokio::sync::broadcast::channel(1024);
+        let listener = queue::spawn_listener(pool.clone(), signals.clone());
+        Ok(Self {
+            pool,
+            signals,
+            listener,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {

@@ -7,9 +7,11 @@ use domain::{AgentRecord, SessionId, SessionRecord, TaskId, TaskRecord};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::{agents, outbox, sessions, tasks, PostgresStore};
+use super::{agents, outbox, queue, sessions, tasks, PostgresStore};
 use crate::adapters::sql::{self, map_sqlx_error, table_of, uuid_of, ChangeWriter};
-use crate::ports::{ChangeSet, Committed, EntityKey, NewEvent, RepositoryError, UnitOfWork};
+use crate::ports::{
+    ChangeSet, Committed, EntityKey, NewEvent, QueueOp, QueueSignal, RepositoryError, UnitOfWork,
+};
 
 /// The transaction-scoped advisory lock that event-writing commits take in turn ("oio:outbox").
 const OUTBOX_LOCK: i64 = 0x6f69_6f3a_6f75_7462;
@@ -104,6 +106,14 @@ impl ChangeWriter for PgConnection {
 
     async fn append_outbox(&mut self, event: &NewEvent) -> Result<(), RepositoryError> {
         outbox::append(self, event).await
+    }
+
+    async fn apply_queue_op(&mut self, op: &QueueOp) -> Result<bool, RepositoryError> {
+        queue::apply_op(self, op).await
+    }
+
+    async fn announce(&mut self, signals: &[QueueSignal]) -> Result<(), RepositoryError> {
+        queue::notify(self, signals).await
     }
 
     async fn append_session_event(

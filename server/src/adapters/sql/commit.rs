@@ -7,7 +7,10 @@ use std::future::Future;
 
 use domain::{AgentRecord, SessionId, SessionRecord, TaskId, TaskRecord};
 
-use crate::ports::{Aggregate, Change, ChangeSet, Committed, EntityKey, NewEvent, RepositoryError};
+use crate::ports::{
+    Aggregate, Change, ChangeSet, Committed, EntityKey, NewEvent, QueueOp, QueueSignal,
+    RepositoryError,
+};
 
 /// One backend's statements, run inside the open transaction of a commit.
 pub(crate) trait ChangeWriter: Send {
@@ -76,6 +79,21 @@ pub(crate) trait ChangeWriter: Send {
         event: &NewEvent,
     ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
 
+    /// Applies one dispatch-queue change. `false` when a lease-guarded op found the row gone or
+    /// owned under another fence (or a `RemoveWaiting` found it owned).
+    fn apply_queue_op(
+        &mut self,
+        op: &QueueOp,
+    ) -> impl Future<Output = Result<bool, RepositoryError>> + Send;
+
+    /// Announces the batch's queue changes to every replica once the transaction commits
+    /// (PostgreSQL: NOTIFY, which is delivered at commit). Backends that announce after commit
+    /// themselves do nothing here.
+    fn announce(
+        &mut self,
+        signals: &[QueueSignal],
+    ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+
     /// Appends to the session's log with the next `seq` (max + 1). The session row is locked.
     fn append_session_event(
         &mut self,
@@ -96,6 +114,26 @@ pub(crate) async fn apply<W: ChangeWriter>(
     }
 
     check_task_references(writer, changes.changes()).await?;
+
+    for op in changes.queue_ops() {
+        if !writer.apply_queue_op(op).await? {
+            let fence = match op {
+                QueueOp::Attach { lease, .. }
+                | QueueOp::Requeue { lease, .. }
+                | QueueOp::Remove { lease }
+                | QueueOp::Guard { lease } => lease.fence,
+                QueueOp::Enqueue { .. } | QueueOp::RemoveWaiting { .. } => 0,
+            };
+            return Err(RepositoryError::FenceLost {
+                session: op.session(),
+                fence,
+            });
+        }
+    }
+    let signals = signals_of(changes);
+    if !signals.is_empty() {
+        writer.announce(&signals).await?;
+    }
 
     let events = changes.events();
     let sessions: BTreeSet<SessionId> = events
@@ -121,6 +159,25 @@ pub(crate) async fn apply<W: ChangeWriter>(
         }
     }
     Ok(Committed { versions })
+}
+
+/// What a batch's queue ops tell other replicas: a claim may now succeed (a row was added or
+/// freed). Attach and Guard change nothing a dispatcher waits for.
+pub(crate) fn signals_of(changes: &ChangeSet) -> Vec<QueueSignal> {
+    let changed = changes.queue_ops().iter().any(|op| {
+        matches!(
+            op,
+            QueueOp::Enqueue { .. }
+                | QueueOp::Requeue { .. }
+                | QueueOp::Remove { .. }
+                | QueueOp::RemoveWaiting { .. }
+        )
+    });
+    if changed {
+        vec![QueueSignal::Changed]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Writes one change and returns the version now stored: 1 for an insert, one more than the

@@ -6,6 +6,7 @@
 
 mod agents;
 mod outbox;
+mod queue;
 mod sessions;
 mod tasks;
 mod unit_of_work;
@@ -27,6 +28,8 @@ use crate::storage::PoolSettings;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Queue signals, sent in process after the commit that caused them.
+    signals: tokio::sync::broadcast::Sender<crate::ports::QueueSignal>,
 }
 
 impl SqliteStore {
@@ -43,7 +46,8 @@ impl SqliteStore {
             .acquire_timeout(pool.acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        let (signals, _) = tokio::sync::broadcast::channel(1024);
+        Ok(Self { pool, signals })
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {

@@ -10,9 +10,11 @@ use async_trait::async_trait;
 use domain::{AgentRecord, SessionId, SessionRecord, TaskId, TaskRecord};
 use sqlx::{Row, SqliteConnection};
 
-use super::{agents, json_array, outbox, sessions, tasks, SqliteStore};
+use super::{agents, json_array, outbox, queue, sessions, tasks, SqliteStore};
 use crate::adapters::sql::{self, map_sqlx_error, table_of, uuid_of, ChangeWriter};
-use crate::ports::{ChangeSet, Committed, EntityKey, NewEvent, RepositoryError, UnitOfWork};
+use crate::ports::{
+    ChangeSet, Committed, EntityKey, NewEvent, QueueOp, QueueSignal, RepositoryError, UnitOfWork,
+};
 
 impl ChangeWriter for SqliteConnection {
     async fn insert_session(&mut self, session: &SessionRecord) -> Result<(), RepositoryError> {
@@ -97,6 +99,16 @@ impl ChangeWriter for SqliteConnection {
         outbox::append(self, event).await
     }
 
+    async fn apply_queue_op(&mut self, op: &QueueOp) -> Result<bool, RepositoryError> {
+        queue::apply_op(self, op).await
+    }
+
+    async fn announce(&mut self, signals: &[QueueSignal]) -> Result<(), RepositoryError> {
+        // Sent by the store after COMMIT (see `UnitOfWork::commit`).
+        let _ = signals;
+        Ok(())
+    }
+
     async fn append_session_event(
         &mut self,
         session: SessionId,
@@ -125,6 +137,9 @@ impl UnitOfWork for SqliteStore {
         // fails, e.g. on a deferred foreign key: SQLite then keeps the transaction open).
         let committed = sql::apply(&mut *tx, &changes).await?;
         tx.commit().await.map_err(map_sqlx_error)?;
+        for signal in sql::signals_of(&changes) {
+            let _ = self.signals.send(signal);
+        }
         Ok(committed)
     }
 }
