@@ -44,7 +44,57 @@ pub struct Settings {
     pub opencode: OpenCodeSettings,
     #[serde(default)]
     pub worktrees: WorktreeSettings,
+    #[serde(default)]
+    pub engine: EngineSettings,
     pub log: LogSettings,
+}
+
+/// The session engine of this replica (`[engine]`, `OIO_ENGINE__…`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct EngineSettings {
+    /// Whether this process dispatches sessions at all (a read-only replica says false).
+    pub enabled: bool,
+    /// This replica's name in leases; `<host>-<pid>-<random>` when absent. Must be unique.
+    pub replica_id: Option<String>,
+    /// How long a lease lasts without renewal; renewed every third of it. A killed replica's
+    /// sessions are recovered after at most this long.
+    pub lease_ttl_ms: u64,
+    /// Per-session wall-clock limit of one attempt.
+    pub session_timeout_secs: u64,
+    /// Attempts of a new session (first run plus retries) unless the request says otherwise.
+    pub default_max_attempts: u32,
+    /// Retry backoff: the first delay, doubled per attempt up to the maximum (with jitter).
+    pub retry_backoff_initial_ms: u64,
+    pub retry_backoff_max_ms: u64,
+    /// Sessions this replica runs at once, whatever the servers' capacity.
+    pub max_running: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            replica_id: None,
+            lease_ttl_ms: 15_000,
+            session_timeout_secs: 30 * 60,
+            default_max_attempts: 3,
+            retry_backoff_initial_ms: 1_000,
+            retry_backoff_max_ms: 60_000,
+            max_running: 64,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// The replica id in force.
+    pub fn replica_id(&self) -> String {
+        self.replica_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "oio".into());
+            let random = uuid::Uuid::new_v4().simple().to_string();
+            format!("{host}-{}-{}", std::process::id(), &random[..8])
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -239,6 +289,39 @@ impl Settings {
             if !matches!(url.scheme(), "redis" | "rediss") {
                 return Err(invalid("redis_url", "scheme must be redis:// or rediss://"));
             }
+        }
+        let e = &self.engine;
+        for (field, value) in [
+            ("engine.lease_ttl_ms", e.lease_ttl_ms),
+            ("engine.session_timeout_secs", e.session_timeout_secs),
+            (
+                "engine.default_max_attempts",
+                u64::from(e.default_max_attempts),
+            ),
+            (
+                "engine.retry_backoff_initial_ms",
+                e.retry_backoff_initial_ms,
+            ),
+            ("engine.max_running", u64::from(e.max_running)),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        if e.lease_ttl_ms < 300 {
+            return Err(invalid(
+                "engine.lease_ttl_ms",
+                "must be at least 300 (renewals happen every third of it)",
+            ));
+        }
+        if e.retry_backoff_max_ms < e.retry_backoff_initial_ms {
+            return Err(invalid(
+                "engine.retry_backoff_max_ms",
+                "must not be below engine.retry_backoff_initial_ms",
+            ));
+        }
+        if matches!(&e.replica_id, Some(id) if id.trim().is_empty()) {
+            return Err(invalid("engine.replica_id", "must not be blank"));
         }
         let r = &self.opencode.resilience;
         for (field, value) in [

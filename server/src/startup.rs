@@ -13,10 +13,17 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+use secrecy::ExposeSecret;
+
+use crate::adapters::git::GitWorktrees;
+use crate::adapters::memory_lock::MemoryLock;
 use crate::adapters::opencode::{Fleet, HealthChecks, ResiliencePolicy};
-use crate::application::SessionService;
+use crate::adapters::redis::{RedisLock, RedisLockConfig};
+use crate::application::{Engine, EngineConfig, EngineDeps, SessionLifecycle, SessionService};
 use crate::config::Settings;
 use crate::http;
+use crate::ports::lock::{DistributedLock, LockError};
+use crate::ports::workspaces::CleanupPolicy;
 use crate::ports::AgentServerError;
 use crate::storage::{self, StorageError};
 
@@ -34,13 +41,20 @@ pub enum StartupError {
     Leptos(String),
     #[error("OpenCode fleet: {0}")]
     Fleet(#[from] AgentServerError),
+    #[error("distributed lock (Redis): {0}")]
+    Lock(#[from] LockError),
 }
+
+/// How long a stopping replica waits for its runners to hand their leases back.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     local_addr: SocketAddr,
     fleet: Arc<Fleet>,
+    lifecycle: Arc<SessionLifecycle>,
+    engine: Option<Engine>,
     /// Health checks of the fleet run while the application lives.
     _health_checks: Option<HealthChecks>,
 }
@@ -52,6 +66,37 @@ impl Application {
         let fleet = Arc::new(Fleet::from_settings(&settings.opencode, &policy)?);
         let health_checks =
             (!fleet.is_empty()).then(|| fleet.spawn_health_checks(policy.health_check_interval));
+        // With Redis, workspace locks hold across replicas; embedded, in process.
+        let lock: Arc<dyn DistributedLock> = match &settings.redis_url {
+            Some(url) => Arc::new(
+                RedisLock::connect(RedisLockConfig::new(url.expose_secret().to_owned())).await?,
+            ),
+            None => Arc::new(MemoryLock::new()),
+        };
+        let lifecycle = Arc::new(SessionLifecycle::new(
+            store.sessions.clone(),
+            store.unit_of_work.clone(),
+            store.queue.clone(),
+            settings.engine.default_max_attempts,
+        ));
+        let engine = settings.engine.enabled.then(|| {
+            Engine::start(
+                EngineDeps {
+                    sessions: store.sessions.clone(),
+                    unit_of_work: store.unit_of_work.clone(),
+                    queue: store.queue.clone(),
+                    servers: fleet.clone(),
+                    workspaces: Arc::new(GitWorktrees::new(
+                        settings.worktrees.root(&settings.data_dir),
+                    )),
+                    lock,
+                },
+                EngineConfig::from_settings(
+                    &settings.engine,
+                    CleanupPolicy::from(settings.worktrees.cleanup),
+                ),
+            )
+        });
 
         let mut leptos_options = get_configuration(None)
             .map_err(|e| StartupError::Leptos(e.to_string()))?
@@ -102,6 +147,8 @@ impl Application {
             router,
             local_addr,
             fleet,
+            lifecycle,
+            engine,
             _health_checks: health_checks,
         })
     }
@@ -115,14 +162,29 @@ impl Application {
         &self.fleet
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Session commands (create, cancel, retry).
+    pub fn lifecycle(&self) -> &Arc<SessionLifecycle> {
+        &self.lifecycle
+    }
+
+    /// This replica's engine, unless disabled by configuration.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and drains the engine
+    /// (no new claims; running sessions' leases handed back for another replica to re-attach).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr, "listening");
-        axum::serve(self.listener, self.router)
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        if let Some(engine) = self.engine {
+            engine.stop(DRAIN_GRACE).await;
+        }
+        served
     }
 }

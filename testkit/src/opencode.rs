@@ -282,6 +282,7 @@ impl OpenCodeServer {
                 .prefix("oio-opencode-home-")
                 .tempdir()
                 .context("creating OpenCode's isolated home")?;
+            write_global_config(home.path(), &full_config(llm, options.config.clone()))?;
             let port = free_port()?;
             match Self::spawn(&binary, &workspace, &options, home, port).await {
                 Ok(server) => return Ok(server),
@@ -535,11 +536,27 @@ impl From<SpawnError> for anyhow::Error {
     }
 }
 
-fn write_config(workspace: &Path, llm: &FakeLlm, extra: Option<Value>) -> anyhow::Result<()> {
+fn full_config(llm: &FakeLlm, extra: Option<Value>) -> Value {
     let mut config = config_for(llm);
     if let Some(extra) = extra {
         merge(&mut config, extra);
     }
+    config
+}
+
+/// The same configuration as the server's global one (`$XDG_CONFIG_HOME/opencode/opencode.json`
+/// in its isolated home), so instances in other directories — session worktrees outside the
+/// workspace — use the fake too.
+fn write_global_config(home: &Path, config: &Value) -> anyhow::Result<()> {
+    let dir = home.join(".config").join("opencode");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("opencode.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(config)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_config(workspace: &Path, llm: &FakeLlm, extra: Option<Value>) -> anyhow::Result<()> {
+    let config = full_config(llm, extra);
     let path = workspace.join("opencode.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config)?)
         .with_context(|| format!("writing {}", path.display()))?;

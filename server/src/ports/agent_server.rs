@@ -648,6 +648,15 @@ pub trait AgentServer: Send + Sync + 'static {
     /// Stops the session's running turn. `true` if the server acknowledged it.
     async fn abort(&self, session: &SessionAddress) -> Result<bool, AgentServerError>;
 
+    /// Releases the server's state for one directory (OpenCode: its per-directory instance).
+    /// After an abort, OpenCode 1.18's instance can refuse later prompts in that directory
+    /// ("All fibers interrupted"): a retry in the same worktree disposes it first. Servers
+    /// without such state do nothing.
+    async fn dispose_directory(&self, directory: &str) -> Result<(), AgentServerError> {
+        let _ = directory;
+        Ok(())
+    }
+
     /// Every message of the session with its parts, oldest first.
     async fn messages(
         &self,

@@ -595,6 +595,14 @@ impl AgentServer for OpenCodeClient {
             .await
     }
 
+    async fn dispose_directory(&self, directory: &str) -> Result<(), AgentServerError> {
+        let url = self.url(&["instance", "dispose"], Some(directory));
+        let _: serde_json::Value = self
+            .call_json(self.call("dispose", Method::POST, url, Repeat::Safe, None))
+            .await?;
+        Ok(())
+    }
+
     async fn messages(
         &self,
         session: &SessionAddress,

@@ -215,6 +215,28 @@ fn choose(servers: &[ServerReport]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+impl crate::ports::AgentServers for Fleet {
+    fn available(&self) -> Vec<crate::ports::ServerCapacity> {
+        self.members
+            .iter()
+            .filter(|m| {
+                m.healthy.load(Ordering::Acquire) && m.client.breaker_state() != BreakerState::Open
+            })
+            .map(|m| crate::ports::ServerCapacity {
+                server: m.client.name().to_string(),
+                capacity: m.capacity,
+            })
+            .collect()
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<dyn AgentServer>> {
+        self.members
+            .iter()
+            .find(|m| m.client.name() == name)
+            .map(|m| Arc::new(m.client.clone()) as Arc<dyn AgentServer>)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,859 @@
+//! One claimed session, driven to a terminal state: workspace, OpenCode session, prompt, events
+//! into the session's log, metrics, diff, and the terminal transition — every write fenced by the
+//! claim's lease, so a runner that lost its lease stops writing.
+//!
+//! Completion is read from the server, not assumed: on every idle status, stream (re)connect and
+//! lease renewal the runner reconciles with `status()` and `messages()`; a turn is over when the
+//! session is not busy and the last reply to our prompt is complete.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use domain::{MetricsDelta, Session, SessionStatus};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::{EngineStats, Shared};
+use crate::ports::lock::LockKey;
+use crate::ports::workspaces::{CleanupPolicy, Workspace, WorkspaceRequest};
+use crate::ports::{
+    AgentEvent, AgentServer, AgentServerError, AgentSessionId, AgentSessionStatus, Aggregate,
+    ChangeSet, Claim, CreateSession, EventScope, Message, MessageId, NewEvent, PartContent,
+    PromptRequest, QueueLease, QueueOp, RemoteRef, RepositoryError, SessionAddress, ToolCallState,
+};
+
+/// Reconciliations in a row that find the session idle with no reply before the turn counts as
+/// lost (the server restarted, or the prompt never started).
+const LOST_TURN_CHECKS: u32 = 3;
+/// Failed status checks in a row before the server counts as gone for this attempt.
+const UNREACHABLE_CHECKS: u32 = 6;
+
+/// How a run ended.
+#[derive(Debug)]
+enum Outcome {
+    Completed,
+    Failed { reason: String, retryable: bool },
+    TimedOut,
+    Cancelled,
+}
+
+/// Why a run stopped without a terminal transition.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    /// Another replica holds the session now (or it is gone): write nothing more.
+    #[error("lease lost")]
+    LeaseLost,
+    /// This replica is shutting down: the lease was handed back.
+    #[error("shutting down")]
+    Shutdown,
+    #[error(transparent)]
+    Storage(RepositoryError),
+    #[error("{0}")]
+    Domain(#[from] domain::SessionError),
+}
+
+impl From<RepositoryError> for Stop {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::FenceLost { .. } => Stop::LeaseLost,
+            other => Stop::Storage(other),
+        }
+    }
+}
+
+/// What the lease keeper knows about the lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LeaseState {
+    Held,
+    CancelRequested,
+    Lost,
+}
+
+/// Renews the run's lease every third of its TTL from the moment of the claim until the run
+/// ends (dropped), whatever the runner is doing — creating a worktree or an OpenCode instance
+/// can take longer than a lease.
+struct LeaseKeeper {
+    task: tokio::task::JoinHandle<()>,
+    state: watch::Receiver<LeaseState>,
+}
+
+impl LeaseKeeper {
+    fn start(shared: &Arc<Shared>, lease: QueueLease) -> Self {
+        let (tx, state) = watch::channel(LeaseState::Held);
+        let queue = shared.deps.queue.clone();
+        let ttl = shared.config.lease_ttl;
+        let task = tokio::spawn(
+            async move {
+                let period = ttl / 3;
+                let mut last_renewed = Instant::now();
+                loop {
+                    tokio::time::sleep(period).await;
+                    match queue.renew(&lease, ttl).await {
+                        Ok(renewal) => {
+                            last_renewed = Instant::now();
+                            if renewal.cancel_requested {
+                                let _ = tx.send(LeaseState::CancelRequested);
+                            }
+                        }
+                        Err(RepositoryError::FenceLost { .. }) => {
+                            let _ = tx.send(LeaseState::Lost);
+                            return;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "lease renewal failed");
+                            if last_renewed.elapsed() >= ttl {
+                                let _ = tx.send(LeaseState::Lost);
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Self { task, state }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub(super) async fn run(
+    shared: &Arc<Shared>,
+    claim: Claim,
+    cancel: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let span = tracing::info_span!(
+        "session_run",
+        session_id = %claim.lease.session,
+        fence = claim.lease.fence,
+        server = %claim.server,
+        recovered = claim.recovered,
+    );
+    async move {
+        let claimed_at = Instant::now();
+        let session = match shared.deps.sessions.get(claim.lease.session).await {
+            Ok(Some(session)) => session,
+            Ok(None) => {
+                tracing::error!("claimed a queue entry whose session does not exist");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot load the claimed session; its lease will lapse");
+                return;
+            }
+        };
+        let Some(server) = shared.deps.servers.get(&claim.server) else {
+            tracing::warn!("claimed for an unknown server; handing the lease back");
+            let _ = shared.deps.queue.release(&claim.lease).await;
+            return;
+        };
+        let keeper = LeaseKeeper::start(shared, claim.lease.clone());
+        let mut run = Run {
+            shared,
+            lease_state: keeper.state.clone(),
+            lease: claim.lease.clone(),
+            claim,
+            session,
+            server,
+            workspace: None,
+            remote: None,
+            logged: HashSet::new(),
+            attempt_started: claimed_at,
+        };
+        match run.drive(cancel, shutdown).await {
+            Ok(()) => EngineStats::record(
+                &shared.stats.run_ms,
+                claimed_at.elapsed().as_secs_f64() * 1000.0,
+            ),
+            Err(Stop::Shutdown) => tracing::info!("lease handed back on shutdown"),
+            Err(Stop::LeaseLost) => {
+                tracing::warn!("lease lost: another replica owns the session now; stopping")
+            }
+            Err(error) => tracing::error!(%error, "run stopped; the lease will lapse and the session be recovered"),
+        }
+        drop(keeper);
+    }
+    .instrument(span)
+    .await
+}
+
+struct Run<'a> {
+    shared: &'a Shared,
+    lease_state: watch::Receiver<LeaseState>,
+    lease: QueueLease,
+    claim: Claim,
+    session: Session,
+    server: Arc<dyn AgentServer>,
+    workspace: Option<Workspace>,
+    remote: Option<RemoteRef>,
+    /// Message and part ids already written to the event log.
+    logged: HashSet<String>,
+    attempt_started: Instant,
+}
+
+impl Run<'_> {
+    async fn drive(
+        &mut self,
+        mut cancel: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), Stop> {
+        let status = self.session.status();
+        if status.is_terminal() {
+            // Cannot normally happen (terminal commits remove the row); heal the queue.
+            let mut changes = ChangeSet::new();
+            changes.queue(QueueOp::Remove {
+                lease: self.lease.clone(),
+            });
+            self.shared.deps.unit_of_work.commit(changes).await?;
+            return Ok(());
+        }
+        if self.claim.cancel_requested || *cancel.borrow() {
+            return self.finish(Outcome::Cancelled).await;
+        }
+
+        let workspace = match self.prepare_workspace().await {
+            Ok(workspace) => workspace,
+            Err(reason) => {
+                return self
+                    .finish(Outcome::Failed {
+                        reason,
+                        retryable: false,
+                    })
+                    .await
+            }
+        };
+        self.workspace = Some(workspace);
+
+        match self.claim.remote.clone() {
+            Some(remote) => {
+                self.log(
+                    "reattached",
+                    json!({ "server": remote.server, "remote_session": remote.session,
+                            "fence": self.lease.fence }),
+                )
+                .await?;
+                self.remote = Some(remote);
+            }
+            None => {
+                if let Err(error) = self.dispatch().await {
+                    return match error {
+                        DispatchError::Stop(stop) => Err(stop),
+                        DispatchError::Server(error) => {
+                            self.finish(Outcome::Failed {
+                                reason: format!(
+                                    "dispatch to {} failed: {error}",
+                                    self.claim.server
+                                ),
+                                retryable: error.is_transient(),
+                            })
+                            .await
+                        }
+                    };
+                }
+            }
+        }
+
+        let outcome = self.follow(&mut cancel, &mut shutdown).await?;
+        if matches!(outcome, Outcome::Cancelled | Outcome::TimedOut) {
+            if let Some(address) = self.address() {
+                if let Err(error) = self.server.abort(&address).await {
+                    tracing::warn!(%error, "abort failed; the OpenCode session may still run");
+                }
+            }
+        }
+        self.finish(outcome).await
+    }
+
+    fn address(&self) -> Option<SessionAddress> {
+        self.remote.as_ref().map(|r| {
+            SessionAddress::new(AgentSessionId::new(&r.session), Some(r.directory.clone()))
+        })
+    }
+
+    async fn prepare_workspace(&self) -> Result<Workspace, String> {
+        let repository = PathBuf::from(self.session.workspace().as_str());
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        repository.hash(&mut hasher);
+        let key = LockKey::new(format!("workspace:{:016x}", hasher.finish()))
+            .map_err(|e| format!("workspace lock key: {e}"))?;
+        // Serialises worktree creation in one repository across replicas.
+        let lease = self
+            .shared
+            .deps
+            .lock
+            .acquire(&key, Duration::from_secs(30), Duration::from_secs(60))
+            .await
+            .map_err(|e| format!("workspace lock: {e}"))?;
+        let prepared = self
+            .shared
+            .deps
+            .workspaces
+            .prepare(&WorkspaceRequest {
+                repository,
+                session: self.session.id(),
+                base: None,
+            })
+            .await;
+        if let Err(error) = self.shared.deps.lock.release(&lease).await {
+            tracing::warn!(%error, "workspace lock release failed; it expires on its own");
+        }
+        prepared.map_err(|e| format!("workspace: {e}"))
+    }
+
+    /// Creates the OpenCode session in the worktree, records where it runs (`queued ->
+    /// running`, fenced), and sends the prompt under our own message id.
+    async fn dispatch(&mut self) -> Result<(), DispatchError> {
+        let workspace = self.workspace.clone().expect("prepared before dispatch");
+        let directory = workspace.path.display().to_string();
+        let created = self
+            .server
+            .create_session(&CreateSession {
+                title: Some(self.session.title().as_str().to_owned()),
+                directory: Some(directory.clone()),
+                agent: self.session.agent().map(|a| a.as_str().to_owned()),
+                metadata: Some(json!({
+                    "oio_session": self.session.id().to_string(),
+                    "attempt": self.session.attempt(),
+                    "fence": self.lease.fence,
+                })),
+                ..CreateSession::default()
+            })
+            .await
+            .map_err(DispatchError::Server)?;
+        let message_id = MessageId::generate();
+        let remote = RemoteRef {
+            server: self.claim.server.clone(),
+            session: created.id.as_str().to_owned(),
+            directory: directory.clone(),
+            message_id: message_id.as_str().to_owned(),
+        };
+        let now = Utc::now();
+        let deadline = now
+            + chrono::Duration::from_std(self.shared.config.session_timeout)
+                .unwrap_or(chrono::Duration::MAX);
+        let mut changes = ChangeSet::new();
+        if self.session.status() == SessionStatus::Queued {
+            let started = self
+                .session
+                .start(now)
+                .map_err(|e| DispatchError::Stop(e.into()))?;
+            changes.event(&started);
+        }
+        changes
+            .event(NewEvent::new(
+                Aggregate::Session,
+                self.session.id().as_uuid(),
+                "dispatched",
+                json!({
+                    "server": remote.server,
+                    "remote_session": remote.session,
+                    "directory": directory,
+                    "branch": workspace.branch,
+                    "base_commit": workspace.base_commit,
+                    "attempt": self.session.attempt(),
+                    "fence": self.lease.fence,
+                    "recovered": self.claim.recovered,
+                }),
+                now,
+            ))
+            .update_session(&self.session)
+            .queue(QueueOp::Attach {
+                lease: self.lease.clone(),
+                remote: remote.clone(),
+                deadline: Some(deadline),
+            });
+        self.commit(changes).await.map_err(DispatchError::Stop)?;
+        tracing::info!(to = "running", remote_session = %remote.session, "session dispatched");
+        self.remote = Some(remote);
+
+        self.send_prompt().await.map_err(DispatchError::Server)?;
+        let latency = (Utc::now() - self.claim.available_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        EngineStats::record(
+            &self.shared.stats.dispatch_latency_ms,
+            latency.as_secs_f64() * 1000.0,
+        );
+        Ok(())
+    }
+
+    async fn send_prompt(&self) -> Result<(), AgentServerError> {
+        let remote = self.remote.as_ref().expect("attached before prompting");
+        let message_id = MessageId::parse(remote.message_id.clone())
+            .map_err(|e| AgentServerError::Decode(e.to_string()))?;
+        self.server
+            .prompt_async(
+                &self.address().expect("attached"),
+                &PromptRequest {
+                    message_id,
+                    text: self.session.prompt().as_str().to_owned(),
+                    agent: self.session.agent().map(|a| a.as_str().to_owned()),
+                    model: None,
+                },
+            )
+            .await
+    }
+
+    /// Follows the OpenCode session until its turn ends, the deadline passes, or someone cancels.
+    async fn follow(
+        &mut self,
+        cancel: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Outcome, Stop> {
+        let remote = self.remote.clone().expect("attached");
+        let remote_id = AgentSessionId::new(&remote.session);
+        let mut events = self
+            .server
+            .events(EventScope::Directory(remote.directory.clone()));
+        let deadline = self
+            .claim
+            .deadline
+            .filter(|_| self.claim.remote.is_some())
+            .and_then(|d| (d - Utc::now()).to_std().ok())
+            .unwrap_or(self.shared.config.session_timeout);
+        let timeout = tokio::time::sleep(deadline);
+        tokio::pin!(timeout);
+        // Polling fallback for missed events; the lease keeper renews on its own schedule.
+        let period = self.shared.config.lease_ttl / 3;
+        let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut idle_without_reply = 0u32;
+        let mut unreachable = 0u32;
+
+        loop {
+            let mut check = false;
+            tokio::select! {
+                event = events.next() => {
+                    let Some(event) = event else { continue };
+                    check = self.on_event(&remote_id, event).await?;
+                }
+                _ = poll.tick() => check = true,
+                changed = self.lease_state.changed() => {
+                    let state = *self.lease_state.borrow();
+                    match state {
+                        _ if changed.is_err() => return Err(Stop::LeaseLost),
+                        LeaseState::Lost => return Err(Stop::LeaseLost),
+                        LeaseState::CancelRequested => return Ok(Outcome::Cancelled),
+                        LeaseState::Held => {}
+                    }
+                }
+                changed = cancel.changed() => {
+                    if changed.is_ok() && *cancel.borrow() {
+                        return Ok(Outcome::Cancelled);
+                    }
+                }
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        self.shared.deps.queue.release(&self.lease).await?;
+                        return Err(Stop::Shutdown);
+                    }
+                }
+                () = &mut timeout => return Ok(Outcome::TimedOut),
+            }
+            if !check {
+                continue;
+            }
+            match self.reconcile(&remote_id).await {
+                Ok(Turn::Done(outcome)) => return Ok(outcome),
+                Ok(Turn::Working) => {
+                    idle_without_reply = 0;
+                    unreachable = 0;
+                }
+                Ok(Turn::IdleWithoutReply) => {
+                    unreachable = 0;
+                    idle_without_reply += 1;
+                    if idle_without_reply >= LOST_TURN_CHECKS {
+                        return Ok(Outcome::Failed {
+                            reason: "the agent server holds no reply to the prompt and is idle \
+                                     (restarted, or the turn never started)"
+                                .into(),
+                            retryable: true,
+                        });
+                    }
+                }
+                Ok(Turn::PromptMissing) => {
+                    tracing::info!("prompt not on the server (lost before it arrived); sending it");
+                    if let Err(error) = self.send_prompt().await {
+                        tracing::warn!(%error, "re-sending the prompt failed");
+                    }
+                }
+                Err(error) => {
+                    unreachable += 1;
+                    tracing::warn!(%error, unreachable, "cannot read the session's state");
+                    if unreachable >= UNREACHABLE_CHECKS {
+                        return Ok(Outcome::Failed {
+                            reason: format!("agent server {} unreachable: {error}", remote.server),
+                            retryable: true,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes what matters of an event to the session's log. `true` when the turn may be over
+    /// (or events may have been missed): reconcile.
+    async fn on_event(&mut self, remote: &AgentSessionId, event: AgentEvent) -> Result<bool, Stop> {
+        match event {
+            AgentEvent::ServerConnected | AgentEvent::Resynced => Ok(true),
+            AgentEvent::SessionStatus {
+                session_id,
+                status: AgentSessionStatus::Idle,
+            }
+            | AgentEvent::SessionIdle { session_id } => Ok(&session_id == remote),
+            AgentEvent::SessionStatus {
+                session_id,
+                status:
+                    AgentSessionStatus::Retry {
+                        attempt, message, ..
+                    },
+            } if &session_id == remote => {
+                self.log(
+                    "agent_retry",
+                    json!({ "attempt": attempt, "message": message }),
+                )
+                .await?;
+                Ok(false)
+            }
+            AgentEvent::SessionError {
+                session_id: Some(session_id),
+                error,
+            } if &session_id == remote => {
+                self.log(
+                    "agent_error",
+                    json!({ "error": error.map(|e| json!({ "kind": format!("{:?}", e.kind), "message": e.message })) }),
+                )
+                .await?;
+                Ok(true)
+            }
+            AgentEvent::MessageUpdated {
+                session_id,
+                message: Message::Assistant(message),
+            } if &session_id == remote && message.completed_at.is_some() => {
+                if self.logged.insert(message.id.as_str().to_owned()) {
+                    self.log(
+                        "agent_message",
+                        json!({
+                            "message_id": message.id.as_str(),
+                            "finish": message.finish,
+                            "tokens": message.tokens,
+                            "cost": message.cost,
+                            "error": message.error.as_ref().map(|e| e.message.clone()),
+                        }),
+                    )
+                    .await?;
+                }
+                Ok(false)
+            }
+            AgentEvent::MessagePartUpdated { session_id, part } if &session_id == remote => {
+                if let PartContent::Tool { tool, state, .. } = &part.content {
+                    let done = matches!(
+                        state,
+                        ToolCallState::Completed { .. } | ToolCallState::Failed { .. }
+                    );
+                    if done && self.logged.insert(part.id.clone()) {
+                        let status = match state {
+                            ToolCallState::Completed { .. } => "completed",
+                            _ => "error",
+                        };
+                        self.log("tool", json!({ "tool": tool, "status": status }))
+                            .await?;
+                    }
+                }
+                Ok(false)
+            }
+            AgentEvent::PermissionAsked(request) if &request.session_id == remote => {
+                self.log(
+                    "permission_asked",
+                    json!({ "request_id": request.id, "permission": request.permission,
+                            "patterns": request.patterns }),
+                )
+                .await?;
+                Ok(false)
+            }
+            AgentEvent::QuestionAsked(request) if &request.session_id == remote => {
+                self.log(
+                    "question_asked",
+                    json!({ "request_id": request.id,
+                            "questions": request.questions.iter().map(|q| q.question.clone()).collect::<Vec<_>>() }),
+                )
+                .await?;
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn reconcile(&self, remote: &AgentSessionId) -> Result<Turn, AgentServerError> {
+        let directory = self.remote.as_ref().map(|r| r.directory.as_str());
+        let statuses = self.server.status(directory).await?;
+        if matches!(
+            statuses.get(remote),
+            Some(AgentSessionStatus::Busy | AgentSessionStatus::Retry { .. })
+        ) {
+            return Ok(Turn::Working);
+        }
+        let ours = self.remote.as_ref().expect("attached").message_id.clone();
+        let messages = self
+            .server
+            .messages(&self.address().expect("attached"))
+            .await?;
+        if !messages.iter().any(|m| m.message.id().as_str() == ours) {
+            return Ok(Turn::PromptMissing);
+        }
+        let replies: Vec<_> = messages
+            .iter()
+            .filter_map(|m| m.message.as_assistant())
+            .filter(|a| a.parent_id.as_ref().is_some_and(|p| p.as_str() == ours))
+            .collect();
+        let Some(last) = replies.last() else {
+            return Ok(Turn::IdleWithoutReply);
+        };
+        if last.completed_at.is_none() {
+            return Ok(Turn::Working);
+        }
+        let outcome = match &last.error {
+            Some(error) => Outcome::Failed {
+                reason: format!("agent error ({:?}): {}", error.kind, error.message),
+                retryable: error.is_retryable(),
+            },
+            None => Outcome::Completed,
+        };
+        Ok(Turn::Done(outcome))
+    }
+
+    /// Consumption of this attempt, read from the server (every reply to our prompt).
+    async fn usage(&self) -> MetricsDelta {
+        let mut delta = MetricsDelta {
+            duration_ms: u64::try_from(self.attempt_started.elapsed().as_millis())
+                .unwrap_or(u64::MAX),
+            ..MetricsDelta::default()
+        };
+        let (Some(address), Some(remote)) = (self.address(), self.remote.as_ref()) else {
+            return delta;
+        };
+        match self.server.messages(&address).await {
+            Ok(messages) => {
+                let mut cost = 0.0f64;
+                for reply in messages
+                    .iter()
+                    .filter_map(|m| m.message.as_assistant())
+                    .filter(|a| {
+                        a.parent_id
+                            .as_ref()
+                            .is_some_and(|p| p.as_str() == remote.message_id)
+                    })
+                {
+                    delta.tokens_input += reply.tokens.input;
+                    delta.tokens_output += reply.tokens.output;
+                    delta.tokens_reasoning += reply.tokens.reasoning;
+                    delta.tokens_cache_read += reply.tokens.cache_read;
+                    delta.tokens_cache_write += reply.tokens.cache_write;
+                    cost += reply.cost.max(0.0);
+                }
+                delta.cost_micro_usd = (cost * 1_000_000.0).round() as u64;
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the replies' usage"),
+        }
+        delta
+    }
+
+    /// The terminal commit: metrics, transition(s), workspace summary, queue row removed or
+    /// re-queued for a retry — one fenced commit.
+    async fn finish(&mut self, outcome: Outcome) -> Result<(), Stop> {
+        let running = matches!(
+            self.session.status(),
+            SessionStatus::Running | SessionStatus::Paused
+        );
+        let mut delta = if running {
+            Some(self.usage().await)
+        } else {
+            None
+        };
+        let mut workspace_event = None;
+        if let Some(workspace) = &self.workspace {
+            match self.shared.deps.workspaces.diff(workspace).await {
+                Ok(diff) => {
+                    if let Some(delta) = delta.as_mut() {
+                        delta.files_changed = u32::try_from(diff.files.len()).unwrap_or(u32::MAX);
+                    }
+                    let snapshot = self
+                        .shared
+                        .deps
+                        .workspaces
+                        .snapshot(
+                            workspace,
+                            &format!(
+                                "oio: session {} attempt {}",
+                                self.session.id(),
+                                self.session.attempt()
+                            ),
+                        )
+                        .await
+                        .unwrap_or_else(|error| {
+                            tracing::warn!(%error, "snapshot failed");
+                            None
+                        });
+                    workspace_event = Some(json!({
+                        "branch": workspace.branch,
+                        "path": workspace.path.display().to_string(),
+                        "base_commit": workspace.base_commit,
+                        "snapshot": snapshot,
+                        "files": diff.files.iter().map(|f| json!({
+                            "path": f.path, "additions": f.additions, "deletions": f.deletions,
+                        })).collect::<Vec<_>>(),
+                    }));
+                }
+                Err(error) => tracing::warn!(%error, "workspace diff failed"),
+            }
+        }
+
+        let now = Utc::now();
+        let mut changes = ChangeSet::new();
+        if let Some(delta) = delta {
+            let event = self.session.record_metrics(delta, now)?;
+            changes.event(&event);
+        }
+        if let Some(payload) = workspace_event {
+            changes.event(NewEvent::new(
+                Aggregate::Session,
+                self.session.id().as_uuid(),
+                "workspace",
+                payload,
+                now,
+            ));
+        }
+        let mut requeue_after = None;
+        let to = match outcome {
+            Outcome::Completed => {
+                changes.event(&self.session.complete(now)?);
+                "completed"
+            }
+            Outcome::Cancelled => {
+                changes.event(
+                    &self
+                        .session
+                        .cancel(Some("cancelled on request".into()), now)?,
+                );
+                "cancelled"
+            }
+            Outcome::Failed { reason, retryable } => {
+                changes.event(&self.session.fail(reason, now)?);
+                if retryable && self.session.can_retry() {
+                    requeue_after = Some(self.shared.config.backoff(self.session.attempt()));
+                    changes.event(&self.session.retry(now)?);
+                }
+                "failed"
+            }
+            Outcome::TimedOut => {
+                if running {
+                    changes.event(&self.session.time_out(now)?);
+                } else {
+                    changes.event(
+                        &self
+                            .session
+                            .fail("timed out before it started".into(), now)?,
+                    );
+                }
+                if self.session.can_retry() {
+                    requeue_after = Some(self.shared.config.backoff(self.session.attempt()));
+                    changes.event(&self.session.retry(now)?);
+                }
+                "timed_out"
+            }
+        };
+        changes.update_session(&self.session);
+        match requeue_after {
+            Some(delay) => changes.queue(QueueOp::Requeue {
+                lease: self.lease.clone(),
+                available_at: now
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            }),
+            None => changes.queue(QueueOp::Remove {
+                lease: self.lease.clone(),
+            }),
+        };
+        self.commit(changes).await?;
+        match requeue_after {
+            Some(delay) => tracing::info!(
+                to,
+                then = "queued",
+                attempt = self.session.attempt(),
+                backoff_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "attempt ended; retrying"
+            ),
+            None => tracing::info!(to = %self.session.status(), "session finished"),
+        }
+
+        // The worktree's server instance (OpenCode: file watcher, project state — about a second
+        // of CPU to create and tens of MB to keep) is not needed between attempts or after the
+        // last one; a long-lived server would otherwise grow by one per session.
+        if let Some(directory) = self.remote.as_ref().map(|r| r.directory.clone()) {
+            if let Err(error) = self.server.dispose_directory(&directory).await {
+                tracing::warn!(%error, "disposing the worktree's server instance failed");
+            }
+        }
+        if requeue_after.is_none() && self.shared.config.cleanup != CleanupPolicy::Keep {
+            if let Some(workspace) = &self.workspace {
+                if let Err(error) = self
+                    .shared
+                    .deps
+                    .workspaces
+                    .remove(workspace, self.shared.config.cleanup)
+                    .await
+                {
+                    tracing::warn!(%error, "workspace cleanup failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A fenced append to the session's event log.
+    async fn log(&self, kind: &str, payload: serde_json::Value) -> Result<(), Stop> {
+        let mut changes = ChangeSet::new();
+        changes.guard(&self.lease).event(NewEvent::new(
+            Aggregate::Session,
+            self.session.id().as_uuid(),
+            kind,
+            payload,
+            Utc::now(),
+        ));
+        self.shared.deps.unit_of_work.commit(changes).await?;
+        Ok(())
+    }
+
+    /// Commits a batch that carries a fenced queue op (Attach, Requeue or Remove), and keeps the
+    /// session's version current.
+    async fn commit(&mut self, changes: ChangeSet) -> Result<(), Stop> {
+        let committed = self.shared.deps.unit_of_work.commit(changes).await?;
+        if let Some(version) =
+            committed.version_of(crate::ports::EntityKey::Session(self.session.id()))
+        {
+            self.session.set_version(version);
+        }
+        Ok(())
+    }
+}
+
+enum Turn {
+    Working,
+    Done(Outcome),
+    IdleWithoutReply,
+    PromptMissing,
+}
+
+enum DispatchError {
+    Stop(Stop),
+    Server(AgentServerError),
+}
