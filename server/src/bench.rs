@@ -3,6 +3,11 @@
 //! Bulk insert: sessions committed through the Unit of Work in batches (each with its created
 //! event, so the outbox and event log are written too). Versioned update: read a running session,
 //! add metrics, commit with the version read — the lifecycle's hot path — one at a time.
+//!
+//! `server bench engine` lives in [`engine`], with its in-process stand-ins in [`instant_agent`].
+
+pub mod engine;
+pub mod instant_agent;
 
 use std::time::{Duration, Instant};
 

@@ -51,6 +51,21 @@ pub enum BenchTarget {
         #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
         updates: u32,
     },
+    /// The session engine's overhead per session on an instant in-process agent (SQLite and
+    /// PostgreSQL: DATABASE_URL, or a scratch database on the local server), git worktree
+    /// preparation, and lock latency (in-process and Redis), each next to the machine's limits
+    /// (pgbench, raw Redis round trips).
+    Engine {
+        /// Sessions to create and run to completion, per backend.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+        sessions: u32,
+        /// Contenders queued on one lock key.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        contenders: u32,
+        /// Uncontended acquire+release rounds (and raw Redis round trips).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+        lock_rounds: u32,
+    },
 }
 
 #[cfg(test)]
@@ -93,6 +108,47 @@ mod tests {
         }
         let err = Cli::try_parse_from(["server", "bench", "storage", "--rows", "0"]).unwrap_err();
         assert!(err.to_string().contains("--rows"), "{err}");
+    }
+
+    #[test]
+    fn bench_engine_has_defaults_and_takes_counts() {
+        let cli = Cli::try_parse_from(["server", "bench", "engine"]).unwrap();
+        match cli.command {
+            Some(Command::Bench {
+                target:
+                    BenchTarget::Engine {
+                        sessions,
+                        contenders,
+                        lock_rounds,
+                    },
+            }) => assert_eq!((sessions, contenders, lock_rounds), (500, 50, 200)),
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "server",
+            "bench",
+            "engine",
+            "--sessions",
+            "20",
+            "--contenders",
+            "5",
+            "--lock-rounds",
+            "10",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Bench {
+                target: BenchTarget::Engine {
+                    sessions: 20,
+                    contenders: 5,
+                    lock_rounds: 10
+                }
+            })
+        ));
+        let err =
+            Cli::try_parse_from(["server", "bench", "engine", "--sessions", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--sessions"), "{err}");
     }
 
     #[test]

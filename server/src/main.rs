@@ -1,5 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
+use secrecy::ExposeSecret;
+use server::bench::engine::EngineBench;
 use server::bench::{self, StorageBench};
 use server::cli::{BenchTarget, Cli, Command};
 use server::config::Settings;
@@ -10,6 +12,15 @@ use server::{storage, telemetry};
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+    if matches!(
+        cli.command,
+        Some(Command::Bench {
+            target: BenchTarget::Engine { .. }
+        })
+    ) {
+        // Hundreds of sessions a second: per-session info logs would drown the figures.
+        settings.log.filter = "warn".into();
+    }
     telemetry::init(&settings.log);
 
     match cli.command.unwrap_or(Command::Serve { listen: None }) {
@@ -63,6 +74,24 @@ async fn main() -> anyhow::Result<()> {
                 "  versioned update (read + commit), {updates} sequential: p50 {:.2?}  p99 {:.2?}  max {:.2?}",
                 figures.update_p50, figures.update_p99, figures.update_max
             );
+        }
+        Command::Bench {
+            target:
+                BenchTarget::Engine {
+                    sessions,
+                    contenders,
+                    lock_rounds,
+                },
+        } => {
+            let mut bench = EngineBench::new(sessions, contenders, lock_rounds);
+            bench.database_url = Some(settings.database_url().expose_secret().to_owned())
+                .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
+            bench.redis_url = settings
+                .redis_url
+                .as_ref()
+                .map(|url| url.expose_secret().to_owned());
+            let report = bench::engine::run(&bench).await?;
+            print!("{report}");
         }
     }
     Ok(())
