@@ -65,6 +65,9 @@ pub enum BenchTarget {
         /// Uncontended acquire+release rounds (and raw Redis round trips).
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
         lock_rounds: u32,
+        /// Sessions the engine runs at once (1 measures the overhead of one session alone).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        max_running: u32,
     },
 }
 
@@ -120,8 +123,12 @@ mod tests {
                         sessions,
                         contenders,
                         lock_rounds,
+                        max_running,
                     },
-            }) => assert_eq!((sessions, contenders, lock_rounds), (500, 50, 200)),
+            }) => assert_eq!(
+                (sessions, contenders, lock_rounds, max_running),
+                (500, 50, 200, 64)
+            ),
             other => panic!("unexpected {other:?}"),
         }
         let cli = Cli::try_parse_from([
@@ -134,6 +141,8 @@ mod tests {
             "5",
             "--lock-rounds",
             "10",
+            "--max-running",
+            "1",
         ])
         .unwrap();
         assert!(matches!(
@@ -142,7 +151,8 @@ mod tests {
                 target: BenchTarget::Engine {
                     sessions: 20,
                     contenders: 5,
-                    lock_rounds: 10
+                    lock_rounds: 10,
+                    max_running: 1,
                 }
             })
         ));

@@ -100,6 +100,9 @@ impl EngineStats {
 }
 
 struct RunnerSlot {
+    /// The fence of the claim this runner holds: a newer claim of the same session by this
+    /// replica (its own lease had lapsed) replaces the slot, and the old runner must not remove it.
+    fence: u64,
     cancel: watch::Sender<bool>,
     task: Option<tokio::task::AbortHandle>,
 }
@@ -265,22 +268,34 @@ async fn claim_while_possible(shared: &Arc<Shared>, shutdown: &watch::Receiver<b
             }
         };
         let id = claim.lease.session;
+        let fence = claim.lease.fence;
         let (cancel, cancel_rx) = watch::channel(claim.cancel_requested);
-        shared
+        let replaced = shared
             .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, RunnerSlot { cancel, task: None });
+            .insert(
+                id,
+                RunnerSlot {
+                    fence,
+                    cancel,
+                    task: None,
+                },
+            );
+        if let Some(old) = replaced.and_then(|slot| slot.task) {
+            // Its lease is gone (it would stop at its next fenced write); stop it now.
+            old.abort();
+        }
         let task = {
             let shared = shared.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 runner::run(&shared, claim, cancel_rx, shutdown).await;
-                shared
-                    .running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                let mut running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
+                if running.get(&id).is_some_and(|slot| slot.fence == fence) {
+                    running.remove(&id);
+                }
+                drop(running);
                 shared.finished.notify_one();
             })
         };
@@ -290,6 +305,7 @@ async fn claim_while_possible(shared: &Arc<Shared>, shutdown: &watch::Receiver<b
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(&id)
+            .filter(|slot| slot.fence == fence)
         {
             slot.task = Some(task.abort_handle());
         }

@@ -31,6 +31,8 @@ use crate::ports::{
 /// Reconciliations in a row that find the session idle with no reply before the turn counts as
 /// lost (the server restarted, or the prompt never started).
 const LOST_TURN_CHECKS: u32 = 3;
+/// ... and for at least this long: a loaded server can take seconds to start a turn it accepted.
+const LOST_TURN_AFTER: Duration = Duration::from_secs(30);
 /// Failed status checks in a row before the server counts as gone for this attempt.
 const UNREACHABLE_CHECKS: u32 = 6;
 
@@ -265,7 +267,12 @@ impl Run<'_> {
         }
 
         let outcome = self.follow(&mut cancel, &mut shutdown).await?;
-        if matches!(outcome, Outcome::Cancelled | Outcome::TimedOut) {
+        // A failed turn may still run on the server (a lost turn that was only late): stop it, so
+        // a retry never works next to it.
+        if matches!(
+            outcome,
+            Outcome::Cancelled | Outcome::TimedOut | Outcome::Failed { .. }
+        ) {
             if let Some(address) = self.address() {
                 if let Err(error) = self.server.abort(&address).await {
                     tracing::warn!(%error, "abort failed; the OpenCode session may still run");
@@ -428,6 +435,10 @@ impl Run<'_> {
         let period = self.shared.config.lease_ttl / 3;
         let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut idle_without_reply = 0u32;
+        let mut idle_since: Option<Instant> = None;
+        // Prompts this runner sent were accepted by the server: if they are not listed yet, the
+        // server is slow, not missing them. Only a re-attaching runner sends a missing prompt.
+        let mut prompt_sent = self.claim.remote.is_none();
         let mut unreachable = 0u32;
 
         loop {
@@ -467,12 +478,15 @@ impl Run<'_> {
                 Ok(Turn::Done(outcome)) => return Ok(outcome),
                 Ok(Turn::Working) => {
                     idle_without_reply = 0;
+                    idle_since = None;
                     unreachable = 0;
                 }
                 Ok(Turn::IdleWithoutReply) => {
                     unreachable = 0;
                     idle_without_reply += 1;
-                    if idle_without_reply >= LOST_TURN_CHECKS {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if idle_without_reply >= LOST_TURN_CHECKS && since.elapsed() >= LOST_TURN_AFTER
+                    {
                         return Ok(Outcome::Failed {
                             reason: "the agent server holds no reply to the prompt and is idle \
                                      (restarted, or the turn never started)"
@@ -481,10 +495,24 @@ impl Run<'_> {
                         });
                     }
                 }
+                Ok(Turn::PromptMissing) if prompt_sent => {
+                    // Accepted but not listed yet; lost if it stays that way (as above).
+                    unreachable = 0;
+                    idle_without_reply += 1;
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if idle_without_reply >= LOST_TURN_CHECKS && since.elapsed() >= LOST_TURN_AFTER
+                    {
+                        return Ok(Outcome::Failed {
+                            reason: "the agent server lost the prompt it had accepted".into(),
+                            retryable: true,
+                        });
+                    }
+                }
                 Ok(Turn::PromptMissing) => {
                     tracing::info!("prompt not on the server (lost before it arrived); sending it");
-                    if let Err(error) = self.send_prompt().await {
-                        tracing::warn!(%error, "re-sending the prompt failed");
+                    match self.send_prompt().await {
+                        Ok(()) => prompt_sent = true,
+                        Err(error) => tracing::warn!(%error, "re-sending the prompt failed"),
                     }
                 }
                 Err(error) => {
