@@ -68,6 +68,9 @@ pub enum BenchTarget {
         /// Sessions the engine runs at once (1 measures the overhead of one session alone).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
         max_running: u32,
+        /// Create each session only after the previous one finished (latency without backlog).
+        #[arg(long)]
+        paced: bool,
     },
 }
 
@@ -124,6 +127,7 @@ mod tests {
                         contenders,
                         lock_rounds,
                         max_running,
+                        paced: false,
                     },
             }) => assert_eq!(
                 (sessions, contenders, lock_rounds, max_running),
@@ -153,6 +157,7 @@ mod tests {
                     contenders: 5,
                     lock_rounds: 10,
                     max_running: 1,
+                    paced: false,
                 }
             })
         ));

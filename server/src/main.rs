@@ -82,10 +82,12 @@ async fn main() -> anyhow::Result<()> {
                     contenders,
                     lock_rounds,
                     max_running,
+                    paced,
                 },
         } => {
             let mut bench = EngineBench::new(sessions, contenders, lock_rounds);
             bench.max_running = max_running as usize;
+            bench.paced = paced;
             bench.database_url = Some(settings.database_url().expose_secret().to_owned())
                 .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
             bench.redis_url = settings

@@ -66,6 +66,9 @@ pub struct EngineBench {
     pub lock_rounds: u32,
     /// Sessions the engine runs at once.
     pub max_running: usize,
+    /// Create each session only once the previous one finished: dispatch latency and
+    /// lifecycle time without queueing behind a backlog.
+    pub paced: bool,
     /// Run the lifecycle on PostgreSQL too.
     pub postgres: bool,
     /// A `postgres://` URL to use; `None`: a scratch database on [`POSTGRES_ADMIN_URL`].
@@ -88,6 +91,7 @@ impl EngineBench {
             contenders,
             lock_rounds,
             max_running: 64,
+            paced: false,
             postgres: true,
             database_url: None,
             redis: true,
@@ -372,6 +376,16 @@ pub async fn lifecycle(
             .with_context(|| format!("creating session {i}"))?;
         create.push(t.elapsed());
         ids.push(session.id());
+        if bench.paced {
+            let wanted = i as usize + 1;
+            let waiting = Instant::now();
+            while done() < wanted {
+                if waiting.elapsed() > STALL_LIMIT {
+                    bail!("{backend}: session {i} did not finish within {STALL_LIMIT:?}");
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
     }
     let mut last = (done(), Instant::now());
     while last.0 < n {
@@ -869,8 +883,14 @@ impl fmt::Display for EngineReport {
         writeln!(
             f,
             "engine benchmark: {} sessions on an instant in-process agent, no-op workspaces, \
-             in-process lock; engine max_running {}",
-            b.sessions, b.max_running
+             in-process lock; engine max_running {}{}",
+            b.sessions,
+            b.max_running,
+            if b.paced {
+                "; paced (each session created after the previous one finished)"
+            } else {
+                "; all created at once"
+            }
         )?;
         writeln!(f)?;
         let row = |f: &mut fmt::Formatter<'_>, label: &str, a: String, b: String| {
