@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod ids;
 pub mod query;
+pub mod routing;
 pub mod session;
 pub mod task;
 pub mod validation;
@@ -21,6 +22,7 @@ pub use agent::{
 };
 pub use ids::{AgentId, SessionId, TaskId};
 pub use query::{Cursor, Page, PageRequest, SessionFilter, TaskFilter};
+pub use routing::{route, AgentScore, Candidate, RoutingDecision, RoutingError, RoutingWeights};
 pub use session::{
     ExecutionMetrics, MetricsDelta, NewSession, ParseSessionStatusError, Prompt, Session,
     SessionCommand, SessionError, SessionEvent, SessionOutcome, SessionRecord, SessionStatus,
