@@ -83,6 +83,7 @@ impl Application {
             Engine::start(
                 EngineDeps {
                     sessions: store.sessions.clone(),
+                    agents: store.agents.clone(),
                     unit_of_work: store.unit_of_work.clone(),
                     queue: store.queue.clone(),
                     servers: fleet.clone(),

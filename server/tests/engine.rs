@@ -20,7 +20,8 @@ use server::adapters::opencode::{Fleet, OpenCodeClient, ResiliencePolicy};
 use server::adapters::postgres::PostgresStore;
 use server::adapters::sqlite::SqliteStore;
 use server::application::{
-    CancelOutcome, CreateSessionRequest, Engine, EngineConfig, EngineDeps, SessionLifecycle,
+    AgentService, CancelOutcome, CreateSessionRequest, Engine, EngineConfig, EngineDeps,
+    RegisterAgent, SessionLifecycle,
 };
 use server::ports::workspaces::{CleanupPolicy, WorkspaceRequest, Workspaces};
 use server::ports::StoredSessionEvent;
@@ -97,6 +98,7 @@ impl Rig {
         Engine::start(
             EngineDeps {
                 sessions: self.store.sessions.clone(),
+                agents: self.store.agents.clone(),
                 unit_of_work: self.store.unit_of_work.clone(),
                 queue: self.store.queue.clone(),
                 servers: self.fleet.clone(),
@@ -205,11 +207,20 @@ async fn a_session_runs_in_its_own_worktree_to_completion_with_metrics_and_a_ful
     let Some(rig) = Rig::start(store, "a_session_runs_in_its_own_worktree").await else {
         return;
     };
-    let session = rig
-        .lifecycle
-        .create(rig.request("write hello"))
+    // A registered agent: OpenCode's own `build`, whose track record the engine keeps.
+    let agents = AgentService::new(rig.store.agents.clone(), rig.store.unit_of_work.clone());
+    agents
+        .register(RegisterAgent {
+            name: "build".into(),
+            capabilities: vec!["backend".into()],
+            model: "fake/fake-coder".into(),
+            max_concurrency: 2,
+        })
         .await
         .unwrap();
+    let mut request = rig.request("write hello");
+    request.agent = Some("build".into());
+    let session = rig.lifecycle.create(request).await.unwrap();
     assert_eq!(session.status(), SessionStatus::Queued);
     let worktree = rig.worktree_of(session.id()).await;
     rig.llm.push(
@@ -293,6 +304,11 @@ async fn a_session_runs_in_its_own_worktree_to_completion_with_metrics_and_a_ful
             .is_empty(),
         "dispatch latency recorded"
     );
+    // The agent's track record took the session in, in the same commit as its end.
+    let record = *agents.get("build").await.unwrap().performance();
+    assert_eq!(record.sessions_completed, 1);
+    assert_eq!(record.total_tokens, done.metrics().total_tokens());
+    assert_eq!(record.total_duration_ms, done.metrics().duration_ms);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

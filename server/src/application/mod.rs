@@ -1,9 +1,11 @@
 //! Application services: use cases over the domain, generic over the driven ports.
 
+pub mod agents;
 pub mod engine;
 pub mod lifecycle;
 mod session_service;
 
+pub use agents::{AgentService, AgentServiceError, RegisterAgent, UpdateAgent};
 pub use engine::{Engine, EngineConfig, EngineDeps, EngineStats};
 pub use lifecycle::{CancelOutcome, CreateSessionRequest, LifecycleError, SessionLifecycle};
 pub use session_service::SessionService;

@@ -333,6 +333,7 @@ pub async fn lifecycle(
     let engine = Engine::start(
         EngineDeps {
             sessions: store.sessions.clone(),
+            agents: store.agents.clone(),
             unit_of_work: store.unit_of_work.clone(),
             queue: store.queue.clone(),
             servers: Arc::new(InstantServers::new(agent, 1_000_000)),

@@ -22,7 +22,8 @@ use crate::config::EngineSettings;
 use crate::ports::lock::DistributedLock;
 use crate::ports::workspaces::{CleanupPolicy, Workspaces};
 use crate::ports::{
-    AgentServers, ClaimRequest, DispatchQueue, QueueSignal, SessionRepository, UnitOfWork,
+    AgentRepository, AgentServers, ClaimRequest, DispatchQueue, QueueSignal, SessionRepository,
+    UnitOfWork,
 };
 
 /// The longest the dispatcher sleeps without a reason (see the module docs).
@@ -32,6 +33,8 @@ const SAFETY_RECHECK: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct EngineDeps {
     pub sessions: Arc<dyn SessionRepository>,
+    /// Agents' track records are updated when their sessions finish.
+    pub agents: Arc<dyn AgentRepository>,
     pub unit_of_work: Arc<dyn UnitOfWork>,
     pub queue: Arc<dyn DispatchQueue>,
     pub servers: Arc<dyn AgentServers>,

@@ -811,7 +811,8 @@ impl Run<'_> {
                 lease: self.lease.clone(),
             }),
         };
-        self.commit(changes).await?;
+        self.commit_with_track_record(changes, requeue_after.is_none(), now)
+            .await?;
         match requeue_after {
             Some(delay) => tracing::info!(
                 to,
@@ -845,6 +846,43 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The terminal commit, plus — when the session is finished for good and names an agent —
+    /// the agent's track record, in the same transaction. Two sessions of one agent finishing
+    /// together conflict on the agent's version: the loser re-reads the agent and tries again.
+    async fn commit_with_track_record(
+        &mut self,
+        changes: ChangeSet,
+        finished: bool,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), Stop> {
+        let outcome = self.session.outcome().filter(|_| finished);
+        let Some((outcome, name)) = outcome.zip(self.session.agent().cloned()) else {
+            return self.commit(changes).await;
+        };
+        for _ in 0..8 {
+            let mut batch = changes.clone();
+            let agent = match self.shared.deps.agents.get_by_name(&name).await? {
+                Some(mut agent) => {
+                    agent.record_outcome(outcome, self.session.metrics(), now);
+                    batch.update_agent(&agent);
+                    Some(agent)
+                }
+                // Not registered: sessions may name any OpenCode agent.
+                None => None,
+            };
+            match self.commit(batch).await {
+                Err(Stop::Storage(RepositoryError::Conflict {
+                    key: crate::ports::EntityKey::Agent(_),
+                    ..
+                })) if agent.is_some() => continue,
+                other => return other,
+            }
+        }
+        Err(Stop::Storage(RepositoryError::Unavailable(format!(
+            "agent {name}'s track record kept changing; gave up recording this session"
+        ))))
     }
 
     /// A fenced append to the session's event log.
