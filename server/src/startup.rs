@@ -140,7 +140,11 @@ impl Application {
             )
             .fallback(leptos_axum::file_and_error_handler(shell))
             .with_state(leptos_options)
-            .merge(http::health_routes(store.sessions.clone(), fleet.clone()))
+            .merge(http::health_routes(
+                store.sessions.clone(),
+                fleet.clone(),
+                Some(store.queue.clone()),
+            ))
             .layer(TraceLayer::new_for_http());
 
         Ok(Self {

@@ -27,6 +27,35 @@ async fn readyz_reports_the_database_check() {
     assert_eq!(body["checks"]["database"], "ok");
 }
 
+#[tokio::test]
+async fn readyz_shows_the_dispatch_queue_with_work_waiting_when_no_agent_server_is_configured() {
+    let app = spawn_app().await;
+    let lifecycle = server::application::SessionLifecycle::new(
+        app.store.sessions.clone(),
+        app.store.unit_of_work.clone(),
+        app.store.queue.clone(),
+        3,
+    );
+    for title in ["one", "two"] {
+        lifecycle
+            .create(server::application::CreateSessionRequest {
+                title: title.into(),
+                prompt: "do it".into(),
+                workspace: "/srv/repo".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    // No OpenCode server: nothing is claimed, the work waits (and the app stays ready).
+    assert_eq!(body["status"], "ready");
+    assert_eq!(
+        body["queue"],
+        serde_json::json!({ "waiting": 2, "leased": 0, "expired": 0 })
+    );
+}
+
 async fn dashboard_lists_stored_sessions_newest_first(app: &TestApp) {
     let t0 = support::factories::now();
     let older = SessionFactory::new()

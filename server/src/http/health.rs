@@ -9,7 +9,7 @@ use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::ge
 use serde_json::json;
 
 use crate::adapters::opencode::{BreakerState, Fleet};
-use crate::ports::SessionRepository;
+use crate::ports::{DispatchQueue, SessionRepository};
 
 /// How long the readiness probe waits for storage before calling it unavailable.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -18,13 +18,39 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 struct Probes {
     sessions: Arc<dyn SessionRepository>,
     fleet: Arc<Fleet>,
+    queue: Option<Arc<dyn DispatchQueue>>,
 }
 
-pub fn routes<S>(sessions: Arc<dyn SessionRepository>, fleet: Arc<Fleet>) -> Router<S> {
+/// The probes. With a `queue`, `/readyz` also shows the dispatch queue's depth.
+pub fn routes<S>(
+    sessions: Arc<dyn SessionRepository>,
+    fleet: Arc<Fleet>,
+    queue: Option<Arc<dyn DispatchQueue>>,
+) -> Router<S> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(Probes { sessions, fleet })
+        .with_state(Probes {
+            sessions,
+            fleet,
+            queue,
+        })
+}
+
+/// Waiting, leased and lapsed rows (lapsed: a replica died and nobody recovered them yet).
+async fn queue_report(queue: Option<&Arc<dyn DispatchQueue>>) -> serde_json::Value {
+    let Some(queue) = queue else {
+        return serde_json::Value::Null;
+    };
+    match tokio::time::timeout(READINESS_TIMEOUT, queue.depth()).await {
+        Ok(Ok(depth)) => json!({
+            "waiting": depth.waiting,
+            "leased": depth.leased,
+            "expired": depth.expired,
+        }),
+        Ok(Err(e)) => json!({ "error": e.to_string() }),
+        Err(_) => json!({ "error": format!("no answer within {READINESS_TIMEOUT:?}") }),
+    }
 }
 
 fn fleet_report(fleet: &Fleet) -> serde_json::Value {
@@ -65,6 +91,7 @@ async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
                 "status": "ready",
                 "checks": { "database": "ok" },
                 "opencode": opencode,
+                "queue": queue_report(probes.queue.as_ref()).await,
             })),
         ),
         Err(message) => {
@@ -129,7 +156,7 @@ mod tests {
     }
 
     async fn probe(store: BrokenStore, path: &str) -> (StatusCode, serde_json::Value) {
-        let router: Router = routes(Arc::new(store), Arc::new(Fleet::new(Vec::new())));
+        let router: Router = routes(Arc::new(store), Arc::new(Fleet::new(Vec::new())), None);
         let response = router
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
