@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ids::AgentId;
+use crate::performance::RecentPerformance;
 use crate::session::{ExecutionMetrics, SessionOutcome};
 use crate::validation::{validated_string, ValidationError};
 
@@ -303,6 +304,7 @@ pub struct Agent {
     model: ModelRef,
     max_concurrency: u32,
     performance: AgentPerformanceMetrics,
+    recent: RecentPerformance,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: u64,
@@ -323,6 +325,9 @@ pub struct AgentRecord {
     pub max_concurrency: u32,
     /// See [`Agent::performance`].
     pub performance: AgentPerformanceMetrics,
+    /// See [`Agent::recent`].
+    #[serde(default)]
+    pub recent: RecentPerformance,
     /// See [`Agent::created_at`].
     pub created_at: DateTime<Utc>,
     /// See [`Agent::updated_at`].
@@ -343,6 +348,7 @@ impl Agent {
             model: new.model,
             max_concurrency: new.max_concurrency,
             performance: AgentPerformanceMetrics::default(),
+            recent: RecentPerformance::default(),
             created_at: now,
             updated_at: now,
             version: 0,
@@ -360,6 +366,7 @@ impl Agent {
             model: record.model.parse()?,
             max_concurrency: record.max_concurrency,
             performance: record.performance,
+            recent: record.recent,
             created_at: record.created_at,
             updated_at: record.updated_at,
             version: record.version,
@@ -451,15 +458,33 @@ impl Agent {
         Ok(())
     }
 
-    /// Adds a finished session to its track record.
+    /// Adds a finished session (not part of a task) to its track record.
     pub fn record_outcome(
         &mut self,
         outcome: SessionOutcome,
         metrics: &ExecutionMetrics,
         now: DateTime<Utc>,
     ) {
+        self.record_outcome_for(outcome, metrics, &BTreeSet::new(), now);
+    }
+
+    /// Adds a finished session whose task required `capabilities`: to the lifetime counters and
+    /// to the recent (decayed) record, overall and per capability.
+    pub fn record_outcome_for(
+        &mut self,
+        outcome: SessionOutcome,
+        metrics: &ExecutionMetrics,
+        capabilities: &BTreeSet<AgentCapability>,
+        now: DateTime<Utc>,
+    ) {
         self.performance.record_outcome(outcome, metrics);
+        self.recent.record(outcome, metrics, capabilities);
         self.updated_at = now;
+    }
+
+    /// The recent, decayed track record (recent sessions count more).
+    pub fn recent(&self) -> &RecentPerformance {
+        &self.recent
     }
 
     /// The agent with the version its storage row carries.
@@ -483,6 +508,7 @@ impl From<Agent> for AgentRecord {
             model: a.model.into(),
             max_concurrency: a.max_concurrency,
             performance: a.performance,
+            recent: a.recent,
             created_at: a.created_at,
             updated_at: a.updated_at,
             version: a.version,

@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod ids;
+pub mod performance;
 pub mod query;
 pub mod routing;
 pub mod session;
@@ -21,6 +22,7 @@ pub use agent::{
     NewAgent, ParseAgentCapabilityError,
 };
 pub use ids::{AgentId, SessionId, TaskId};
+pub use performance::{DecayedStats, RecentPerformance};
 pub use query::{Cursor, Page, PageRequest, SessionFilter, TaskFilter};
 pub use routing::{route, AgentScore, Candidate, RoutingDecision, RoutingError, RoutingWeights};
 pub use session::{

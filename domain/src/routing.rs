@@ -5,7 +5,9 @@
 //! - **fit** — the agent offers every required capability (otherwise it is not eligible at all);
 //!   among those that do, specialists score higher: `required / offered` (a task needing nothing in
 //!   particular gives every agent 1.0).
-//! - **performance** — the measured track record: the success rate with a uniform prior
+//! - **performance** — the measured track record, recent sessions first (the decayed record of
+//!   [`crate::performance`], per required capability once each has one; the lifetime counters for
+//!   agents without one): the success rate with a uniform prior
 //!   (`(completed + 1) / (finished + 2)`, so an agent with no history scores 0.5 rather than 0 or 1),
 //!   times a speed factor that falls as the mean duration grows (`1 / (1 + mean minutes / 10)`).
 //! - **load** — free share of its concurrency: `1 - running / max_concurrency`.
@@ -22,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::agent::{Agent, AgentCapability, AgentPerformanceMetrics};
+use crate::performance::DecayedStats;
 
 /// How much each part counts. Need not sum to 1: the total is normalised by their sum.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +164,32 @@ pub fn performance_score(metrics: &AgentPerformanceMetrics) -> f64 {
     (success * speed).clamp(0.0, 1.0)
 }
 
+/// The track-record part from the recent, decayed record (same formula, decayed counts).
+pub fn recent_performance_score(stats: &DecayedStats) -> f64 {
+    let weight = stats.weight();
+    let completed = stats.completed_milli as f64 / 1000.0;
+    let success = (completed + 1.0) / (weight + 2.0);
+    let speed = stats
+        .mean_duration_ms()
+        .map_or(1.0, |ms| 1.0 / (1.0 + ms / 60_000.0 / 10.0));
+    (success * speed).clamp(0.0, 1.0)
+}
+
+/// The performance and cost parts for `required`: from the recent record (for those
+/// capabilities when each has one) once the agent has finished a session with decay, else from the
+/// lifetime counters.
+fn track_record(agent: &Agent, required: &BTreeSet<AgentCapability>) -> (f64, f64) {
+    let recent = agent.recent().for_capabilities(required);
+    if recent.weight_milli == 0 {
+        return (
+            performance_score(agent.performance()),
+            cost_score(agent.performance()),
+        );
+    }
+    let cost = recent.mean_cost_usd().map_or(0.5, |usd| 1.0 / (1.0 + usd));
+    (recent_performance_score(&recent), cost)
+}
+
 /// The cost part of the score; see the module docs.
 pub fn cost_score(metrics: &AgentPerformanceMetrics) -> f64 {
     match metrics.finished_sessions() {
@@ -189,8 +218,7 @@ pub fn score(
     };
     let capacity = f64::from(agent.max_concurrency().max(1));
     let load = (1.0 - f64::from(candidate.running) / capacity).clamp(0.0, 1.0);
-    let performance = performance_score(agent.performance());
-    let cost = cost_score(agent.performance());
+    let (performance, cost) = track_record(agent, required);
     let eligible = missing.is_empty();
     let weight_sum = weights.fit + weights.performance + weights.load + weights.cost;
     let total = if !eligible || weight_sum <= 0.0 {

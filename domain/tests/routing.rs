@@ -22,6 +22,7 @@ fn agent(
         model: "fake/fake-coder".into(),
         max_concurrency,
         performance,
+        recent: Default::default(),
         created_at: at,
         updated_at: at,
         version: 1,
@@ -257,4 +258,50 @@ fn no_capable_agent_is_a_clear_error_naming_the_closest() {
         route(&required, &[], &RoutingWeights::default()).unwrap_err(),
         RoutingError::NoAgents
     );
+}
+
+#[test]
+fn recent_results_outweigh_old_ones_in_routing() {
+    use domain::{ExecutionMetrics, SessionOutcome};
+    let required: BTreeSet<AgentCapability> = [AgentCapability::Backend].into();
+    let mut improving = agent(
+        "improving",
+        &[AgentCapability::Backend],
+        4,
+        Default::default(),
+    );
+    let mut declining = agent(
+        "declining",
+        &[AgentCapability::Backend],
+        4,
+        Default::default(),
+    );
+    let at = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();
+    let metrics = ExecutionMetrics {
+        duration_ms: 60_000,
+        ..ExecutionMetrics::default()
+    };
+    for i in 0..20 {
+        let (a, b) = if i < 10 {
+            (SessionOutcome::Failed, SessionOutcome::Completed)
+        } else {
+            (SessionOutcome::Completed, SessionOutcome::Failed)
+        };
+        improving.record_outcome_for(a, &metrics, &required, at);
+        declining.record_outcome_for(b, &metrics, &required, at);
+    }
+    // The same lifetime record: 10 of 20 each.
+    assert_eq!(improving.performance(), declining.performance());
+    let candidates = [
+        Candidate {
+            agent: &declining,
+            running: 0,
+        },
+        Candidate {
+            agent: &improving,
+            running: 0,
+        },
+    ];
+    let decision = route(&required, &candidates, &RoutingWeights::default()).unwrap();
+    assert_eq!(decision.chosen, "improving", "{decision}");
 }

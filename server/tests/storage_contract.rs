@@ -84,6 +84,7 @@ contract_on_every_backend!(
     agent_repository::agents_read_back_by_id_and_name_and_list_by_name,
     agent_repository::a_second_agent_with_a_taken_name_is_refused,
     agent_repository::performance_updates_are_versioned,
+    agent_repository::the_recent_track_record_round_trips,
     dispatch_queue::claims_go_by_priority_then_fifo_and_wait_for_available_at,
     dispatch_queue::a_lapsed_lease_is_recovered_and_the_old_owner_is_fenced_off,
     dispatch_queue::servers_take_no_more_sessions_than_their_capacity,

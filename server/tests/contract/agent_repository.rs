@@ -106,3 +106,36 @@ pub async fn performance_updates_are_versioned(store: &Store) {
     assert_eq!(stored.performance().sessions_failed, 0);
     assert_eq!(stored.performance().total_cost_micro_usd, 2_500);
 }
+
+/// The recent (decayed) record, overall and per capability, round-trips whole.
+pub async fn the_recent_track_record_round_trips(store: &Store) {
+    let agent = AgentFactory::new().build();
+    seed_agents(store, &[&agent]).await;
+    let mut agent = store.agents.get(agent.id()).await.unwrap().unwrap();
+    let needed: std::collections::BTreeSet<AgentCapability> =
+        [AgentCapability::Backend, AgentCapability::Security].into();
+    for (i, outcome) in [
+        SessionOutcome::Completed,
+        SessionOutcome::Failed,
+        SessionOutcome::Completed,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let metrics = ExecutionMetrics {
+            duration_ms: 1_000 * (i as u64 + 1),
+            cost_micro_usd: 10,
+            ..ExecutionMetrics::default()
+        };
+        agent.record_outcome_for(outcome, &metrics, &needed, now());
+    }
+    let mut changes = ChangeSet::new();
+    changes.update_agent(&agent);
+    store.unit_of_work.commit(changes).await.unwrap();
+
+    let stored = store.agents.get(agent.id()).await.unwrap().unwrap();
+    assert_eq!(stored.recent(), agent.recent());
+    let security = &stored.recent().by_capability[&AgentCapability::Security];
+    assert_eq!(security.recent_durations_ms, [1_000, 2_000, 3_000]);
+    assert!(security.success_rate().unwrap() > 0.6);
+}

@@ -17,22 +17,24 @@ type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 /// Every column, JSON as text.
 const SELECT: &str = "SELECT id, name, capabilities::text AS capabilities, model, max_concurrency,
         sessions_completed, sessions_failed, sessions_timed_out, total_duration_ms, total_tokens,
-        total_cost_micro_usd, total_retries, created_at, updated_at, version
+        total_cost_micro_usd, total_retries, created_at, updated_at, version,
+        recent_performance::text AS recent_performance
     FROM agents";
 
 const INSERT: &str = "INSERT INTO agents (name, capabilities, model, max_concurrency,
         sessions_completed, sessions_failed, sessions_timed_out, total_duration_ms, total_tokens,
-        total_cost_micro_usd, total_retries, created_at, updated_at, id, version)
-    VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1)";
+        total_cost_micro_usd, total_retries, created_at, updated_at, recent_performance, id,
+        version)
+    VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, 1)";
 
 const UPDATE: &str = "UPDATE agents SET name = $1, capabilities = $2::jsonb, model = $3,
         max_concurrency = $4, sessions_completed = $5, sessions_failed = $6,
         sessions_timed_out = $7, total_duration_ms = $8, total_tokens = $9,
         total_cost_micro_usd = $10, total_retries = $11, created_at = $12, updated_at = $13,
-        version = version + 1
-    WHERE id = $14 AND version = $15";
+        recent_performance = $14::jsonb, version = version + 1
+    WHERE id = $15 AND version = $16";
 
-/// Binds every column but `id` and `version` as `$1..=$13`, in the order [`INSERT`] and
+/// Binds every column but `id` and `version` as `$1..=$14`, in the order [`INSERT`] and
 /// [`UPDATE`] list them.
 fn bind_fields<'q>(query: PgQuery<'q>, r: &'q AgentRecord) -> Result<PgQuery<'q>, RepositoryError> {
     let p = &r.performance;
@@ -49,7 +51,13 @@ fn bind_fields<'q>(query: PgQuery<'q>, r: &'q AgentRecord) -> Result<PgQuery<'q>
         .bind(to_i64(p.total_cost_micro_usd)?)
         .bind(to_i64(p.total_retries)?)
         .bind(r.created_at)
-        .bind(r.updated_at))
+        .bind(r.updated_at)
+        .bind(recent_json(r)?))
+}
+
+fn recent_json(r: &AgentRecord) -> Result<String, RepositoryError> {
+    serde_json::to_string(&r.recent)
+        .map_err(|e| RepositoryError::OutOfRange(format!("recent performance: {e}")))
 }
 
 /// A taken name is reported by name, a taken id by id.

@@ -202,6 +202,7 @@ pub(crate) fn agent_from_row(row: &(impl Columns + ?Sized)) -> Result<Agent, Rep
             total_cost_micro_usd: f.u64("total_cost_micro_usd")?,
             total_retries: f.u64("total_retries")?,
         },
+        recent: f.json("recent_performance")?,
         created_at: f.time("created_at")?,
         updated_at: f.time("updated_at")?,
         version: f.u64("version")?,

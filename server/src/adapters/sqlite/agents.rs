@@ -16,13 +16,13 @@ type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
 
 const INSERT: &str = "INSERT INTO agents (id, name, capabilities, model, max_concurrency,
         sessions_completed, sessions_failed, sessions_timed_out, total_duration_ms, total_tokens,
-        total_cost_micro_usd, total_retries, created_at, updated_at, version)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)";
+        total_cost_micro_usd, total_retries, created_at, updated_at, recent_performance, version)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)";
 
 const UPDATE: &str = "UPDATE agents SET name = ?, capabilities = ?, model = ?, max_concurrency = ?,
         sessions_completed = ?, sessions_failed = ?, sessions_timed_out = ?,
         total_duration_ms = ?, total_tokens = ?, total_cost_micro_usd = ?, total_retries = ?,
-        created_at = ?, updated_at = ?, version = version + 1
+        created_at = ?, updated_at = ?, recent_performance = ?, version = version + 1
     WHERE id = ? AND version = ?";
 
 /// Binds every column but `id` and `version`, in the order [`INSERT`] and [`UPDATE`] list them.
@@ -44,7 +44,11 @@ fn bind_fields<'q>(
         .bind(to_i64(p.total_cost_micro_usd)?)
         .bind(to_i64(p.total_retries)?)
         .bind(ts(r.created_at))
-        .bind(ts(r.updated_at)))
+        .bind(ts(r.updated_at))
+        .bind(
+            serde_json::to_string(&r.recent)
+                .map_err(|e| RepositoryError::OutOfRange(format!("recent performance: {e}")))?,
+        ))
 }
 
 /// A taken name is reported by name, a taken id by id.
