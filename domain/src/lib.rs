@@ -31,7 +31,7 @@ pub use session::{
     SessionTitle, WorkspacePath,
 };
 pub use task::{
-    NewTask, ParseTaskComplexityError, ParseTaskStatusError, Task, TaskComplexity, TaskError,
-    TaskGraph, TaskRecord, TaskStatus, TaskTitle,
+    NewTask, ParseTaskComplexityError, ParseTaskStatusError, Task, TaskAssignment, TaskComplexity,
+    TaskError, TaskGraph, TaskRecord, TaskStatus, TaskTitle,
 };
 pub use validation::ValidationError;

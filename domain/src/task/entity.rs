@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{TaskComplexity, TaskError, TaskStatus};
 use crate::agent::AgentCapability;
 use crate::ids::TaskId;
+use crate::routing::RoutingDecision;
 use crate::validation::{self, validated_string};
 
 validated_string!(
@@ -52,6 +53,7 @@ pub struct Task {
     dependencies: BTreeSet<TaskId>,
     required_capabilities: BTreeSet<AgentCapability>,
     status: TaskStatus,
+    assignment: Option<TaskAssignment>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: u64,
@@ -79,6 +81,9 @@ pub struct TaskRecord {
     pub required_capabilities: BTreeSet<AgentCapability>,
     /// See [`Task::status`].
     pub status: TaskStatus,
+    /// See [`Task::assignment`].
+    #[serde(default)]
+    pub assignment: Option<TaskAssignment>,
     /// See [`Task::created_at`].
     pub created_at: DateTime<Utc>,
     /// See [`Task::updated_at`].
@@ -102,6 +107,7 @@ impl Task {
             dependencies: new.dependencies,
             required_capabilities: new.required_capabilities,
             status: TaskStatus::Pending,
+            assignment: None,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -143,6 +149,7 @@ impl Task {
             dependencies: record.dependencies,
             required_capabilities: record.required_capabilities,
             status: record.status,
+            assignment: record.assignment,
             created_at: record.created_at,
             updated_at: record.updated_at,
             version: record.version,
@@ -299,6 +306,49 @@ impl Task {
     pub fn set_version(&mut self, version: u64) {
         self.version = version;
     }
+
+    /// The agent routing chose, and why; `None` until routed.
+    pub fn assignment(&self) -> Option<&TaskAssignment> {
+        self.assignment.as_ref()
+    }
+
+    /// Records a routing decision. Only before the task runs: a running or finished task keeps
+    /// the agent it ran with.
+    pub fn assign(
+        &mut self,
+        decision: &RoutingDecision,
+        now: DateTime<Utc>,
+    ) -> Result<(), TaskError> {
+        if !matches!(self.status, TaskStatus::Pending | TaskStatus::Ready) {
+            return Err(TaskError::Invalid {
+                field: "assignment",
+                message: format!("a {} task cannot be re-routed", self.status),
+            });
+        }
+        let total = decision.winner().total.clamp(0.0, 1.0);
+        self.assignment = Some(TaskAssignment {
+            agent: decision.chosen.clone(),
+            score_milli: (total * 1000.0).round() as u32,
+            explanation: decision.to_string(),
+            at: now,
+        });
+        self.updated_at = now;
+        Ok(())
+    }
+}
+
+/// The agent a task is routed to, and why: the explanation lists every candidate's score parts,
+/// as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskAssignment {
+    /// The chosen agent's name.
+    pub agent: String,
+    /// Its total score, in thousandths.
+    pub score_milli: u32,
+    /// One line per candidate (see [`RoutingDecision`]'s `Display`).
+    pub explanation: String,
+    /// When it was decided.
+    pub at: DateTime<Utc>,
 }
 
 impl From<Task> for TaskRecord {
@@ -313,6 +363,7 @@ impl From<Task> for TaskRecord {
             dependencies: t.dependencies,
             required_capabilities: t.required_capabilities,
             status: t.status,
+            assignment: t.assignment,
             created_at: t.created_at,
             updated_at: t.updated_at,
             version: t.version,

@@ -5,7 +5,7 @@ mod error;
 mod graph;
 mod kinds;
 
-pub use entity::{NewTask, Task, TaskRecord, TaskTitle};
+pub use entity::{NewTask, Task, TaskAssignment, TaskRecord, TaskTitle};
 pub use error::TaskError;
 pub use graph::TaskGraph;
 pub use kinds::{ParseTaskComplexityError, ParseTaskStatusError, TaskComplexity, TaskStatus};

@@ -3,9 +3,11 @@
 pub mod agents;
 pub mod engine;
 pub mod lifecycle;
+pub mod routing;
 mod session_service;
 
 pub use agents::{AgentService, AgentServiceError, RegisterAgent, UpdateAgent};
 pub use engine::{Engine, EngineConfig, EngineDeps, EngineStats};
 pub use lifecycle::{CancelOutcome, CreateSessionRequest, LifecycleError, SessionLifecycle};
+pub use routing::{TaskRouter, TaskRoutingError};
 pub use session_service::SessionService;

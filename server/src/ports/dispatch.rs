@@ -200,6 +200,11 @@ pub trait DispatchQueue: Send + Sync + 'static {
 
     async fn depth(&self) -> Result<QueueDepth, RepositoryError>;
 
+    /// Leased sessions per agent name (routing's load figure), agents without any left out.
+    async fn leased_by_agent(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, u64>, RepositoryError>;
+
     /// Every committed queue change, from every replica. A lagging receiver misses signals, never
     /// rows: treat `Lagged` as `Changed`.
     fn signals(&self) -> broadcast::Receiver<QueueSignal>;

@@ -436,6 +436,24 @@ impl DispatchQueue for PostgresStore {
         })
     }
 
+    async fn leased_by_agent(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, u64>, RepositoryError> {
+        let rows = sqlx::query(
+            "SELECT agent, count(*) AS n FROM session_queue WHERE owner IS NOT NULL AND agent IS NOT NULL GROUP BY agent",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx_error)?;
+        rows.iter()
+            .map(|row| {
+                let agent: String = row.try_get("agent").map_err(map_sqlx_error)?;
+                let n: i64 = row.try_get("n").map_err(map_sqlx_error)?;
+                Ok((agent, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     fn signals(&self) -> broadcast::Receiver<QueueSignal> {
         self.signals.subscribe()
     }

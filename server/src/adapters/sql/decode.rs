@@ -176,12 +176,26 @@ pub(crate) fn task_from_row(row: &(impl Columns + ?Sized)) -> Result<Task, Repos
         dependencies: f.ids("dependencies")?.collect(),
         required_capabilities: f.json::<BTreeSet<_>>("required_capabilities")?,
         status: f.parsed("status")?,
+        assignment: match f.opt_text("assignment")? {
+            Some(raw) => Some(serde_json::from_str(&raw).map_err(|e| f.corrupt("assignment", e))?),
+            None => None,
+        },
         created_at: f.time("created_at")?,
         updated_at: f.time("updated_at")?,
         version: f.u64("version")?,
         deleted_at: f.opt_time("deleted_at")?,
     };
     f.rehydrated(Task::rehydrate(record))
+}
+
+/// A task's assignment as stored: JSON text, or NULL.
+pub(crate) fn assignment_json(
+    assignment: Option<&domain::TaskAssignment>,
+) -> Result<Option<String>, RepositoryError> {
+    assignment
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| RepositoryError::OutOfRange(format!("task assignment: {e}")))
 }
 
 /// An `agents` row (every column, capabilities as JSON text).

@@ -7,13 +7,14 @@ use sqlx::{QueryBuilder, SqliteConnection};
 
 use super::{json_array, ts, SqliteStore};
 use crate::adapters::sql::{
-    capabilities_json, map_insert_error, map_sqlx_error, task_from_row, task_terms, to_i64,
+    assignment_json, capabilities_json, map_insert_error, map_sqlx_error, task_from_row,
+    task_terms, to_i64,
 };
 use crate::ports::{RepositoryError, TaskRepository};
 
 /// A task row with its edges: subtasks by position, dependencies by id.
 const SELECT: &str = "SELECT id, title, description, complexity, parent_id, status,
-        required_capabilities, created_at, updated_at, version, deleted_at,
+        required_capabilities, created_at, updated_at, version, deleted_at, assignment,
         (SELECT json_group_array(s.child_id ORDER BY s.position)
             FROM task_subtasks s WHERE s.parent_id = tasks.id) AS subtasks,
         (SELECT json_group_array(d.depends_on ORDER BY d.depends_on)
@@ -27,8 +28,8 @@ pub(super) async fn insert(
 ) -> Result<(), RepositoryError> {
     sqlx::query(
         "INSERT INTO tasks (id, title, description, complexity, parent_id, status,
-            required_capabilities, created_at, updated_at, deleted_at, version)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            required_capabilities, created_at, updated_at, deleted_at, assignment, version)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
     )
     .bind(r.id.to_string())
     .bind(&r.title)
@@ -40,6 +41,7 @@ pub(super) async fn insert(
     .bind(ts(r.created_at))
     .bind(ts(r.updated_at))
     .bind(r.deleted_at.map(ts))
+    .bind(assignment_json(r.assignment.as_ref())?)
     .execute(&mut *conn)
     .await
     .map_err(|e| map_insert_error(e, "task", r.id.to_string()))?;
@@ -56,7 +58,7 @@ pub(super) async fn update(
     let done = sqlx::query(
         "UPDATE tasks SET title = ?, description = ?, complexity = ?, parent_id = ?, status = ?,
             required_capabilities = ?, created_at = ?, updated_at = ?, deleted_at = ?,
-            version = version + 1
+            assignment = ?, version = version + 1
          WHERE id = ? AND version = ?",
     )
     .bind(&r.title)
@@ -68,6 +70,7 @@ pub(super) async fn update(
     .bind(ts(r.created_at))
     .bind(ts(r.updated_at))
     .bind(r.deleted_at.map(ts))
+    .bind(assignment_json(r.assignment.as_ref())?)
     .bind(r.id.to_string())
     .bind(to_i64(r.version)?)
     .execute(&mut *conn)
