@@ -1,12 +1,17 @@
 //! Application services: use cases over the domain, generic over the driven ports.
 
 pub mod agents;
+pub mod decomposition;
 pub mod engine;
 pub mod lifecycle;
 pub mod routing;
 mod session_service;
 
 pub use agents::{AgentService, AgentServiceError, RegisterAgent, UpdateAgent};
+pub use decomposition::{
+    Decomposition, DecompositionError, DecompositionOptions, TaskDecompositionService,
+    TemplateLibrary,
+};
 pub use engine::{Engine, EngineConfig, EngineDeps, EngineStats};
 pub use lifecycle::{CancelOutcome, CreateSessionRequest, LifecycleError, SessionLifecycle};
 pub use routing::{TaskRouter, TaskRoutingError};
