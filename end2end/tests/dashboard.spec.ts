@@ -65,7 +65,12 @@ test.describe("dashboard", () => {
     expect(await health.json()).toEqual({ status: "ok" });
     const ready = await request.get("/readyz");
     expect(ready.status()).toBe(200);
-    // No OpenCode server configured in this run: an empty fleet, still ready.
-    expect(await ready.json()).toEqual({ status: "ready", checks: { database: "ok" }, opencode: [] });
+    // No OpenCode server configured in this run: an empty fleet, still ready; nothing queued.
+    expect(await ready.json()).toEqual({
+      status: "ready",
+      checks: { database: "ok" },
+      opencode: [],
+      queue: { waiting: 0, leased: 0, expired: 0 },
+    });
   });
 });
