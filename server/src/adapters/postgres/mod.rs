@@ -130,6 +130,10 @@ impl Columns for PgRow {
     fn uuids(&self, column: &str) -> Result<Vec<Uuid>, String> {
         get(self, column)
     }
+
+    fn flag(&self, column: &str) -> Result<bool, String> {
+        get(self, column)
+    }
 }
 
 /// Binds a list filter's value in this store's format (for `sql::push_where`).

@@ -7,17 +7,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::SessionId;
-use sqlx::postgres::{PgListener, PgRow};
+use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::PostgresStore;
-use crate::adapters::sql::map_sqlx_error;
+use crate::adapters::sql::{
+    counts_from_rows, map_sqlx_error, queue_depth_from_row, queue_entry_from_row, QUEUE_COLUMNS,
+};
 use crate::ports::{
     Claim, ClaimRequest, DispatchQueue, QueueDepth, QueueEntry, QueueLease, QueueOp, QueueSignal,
-    RemoteRef, Renewal, RepositoryError,
+    Renewal, RepositoryError,
 };
 
 /// The NOTIFY channel of queue changes.
@@ -192,52 +194,6 @@ pub(super) async fn apply_op(
     Ok(result.rows_affected() == 1)
 }
 
-const COLUMNS: &str = "session_id, priority, agent, owner, fence, server, remote_session,
-    remote_directory, message_id, cancel_requested, enqueued_at, available_at, lease_expires_at,
-    deadline_at";
-
-fn corrupt(id: &str, message: String) -> RepositoryError {
-    RepositoryError::Corrupt {
-        entity: "queue entry",
-        id: id.to_owned(),
-        message,
-    }
-}
-
-fn entry_from_row(row: &PgRow) -> Result<QueueEntry, RepositoryError> {
-    let id: Uuid = row.try_get("session_id").map_err(map_sqlx_error)?;
-    let get_err = |e: sqlx::Error| corrupt(&id.to_string(), e.to_string());
-    let fence: i64 = row.try_get("fence").map_err(get_err)?;
-    let server: Option<String> = row.try_get("server").map_err(get_err)?;
-    let remote_session: Option<String> = row.try_get("remote_session").map_err(get_err)?;
-    let remote_directory: Option<String> = row.try_get("remote_directory").map_err(get_err)?;
-    let message_id: Option<String> = row.try_get("message_id").map_err(get_err)?;
-    let remote = match (&server, remote_session, remote_directory, message_id) {
-        (Some(server), Some(session), Some(directory), Some(message_id)) => Some(RemoteRef {
-            server: server.clone(),
-            session,
-            directory,
-            message_id,
-        }),
-        _ => None,
-    };
-    Ok(QueueEntry {
-        session: SessionId::from_uuid(id),
-        priority: row.try_get("priority").map_err(get_err)?,
-        agent: row.try_get("agent").map_err(get_err)?,
-        owner: row.try_get("owner").map_err(get_err)?,
-        fence: u64::try_from(fence)
-            .map_err(|_| corrupt(&id.to_string(), "negative fence".into()))?,
-        server,
-        remote,
-        cancel_requested: row.try_get("cancel_requested").map_err(get_err)?,
-        enqueued_at: row.try_get("enqueued_at").map_err(get_err)?,
-        available_at: row.try_get("available_at").map_err(get_err)?,
-        lease_expires_at: row.try_get("lease_expires_at").map_err(get_err)?,
-        deadline: row.try_get("deadline_at").map_err(get_err)?,
-    })
-}
-
 #[async_trait]
 impl DispatchQueue for PostgresStore {
     #[tracing::instrument(skip_all, fields(owner = %request.owner))]
@@ -251,7 +207,7 @@ impl DispatchQueue for PostgresStore {
         // Lapsed leases first, then priority, then age. An agent at its limit is passed over;
         // rows another transaction is writing right now are skipped, not waited for.
         let Some(row) = sqlx::query(&format!(
-            "SELECT {COLUMNS}, (owner IS NOT NULL) AS recovered FROM session_queue q
+            "SELECT {QUEUE_COLUMNS}, (owner IS NOT NULL) AS recovered FROM session_queue q
              WHERE ((q.owner IS NULL AND q.available_at <= now())
                     OR (q.owner IS NOT NULL AND q.lease_expires_at < now()))
                AND (q.agent IS NULL
@@ -270,29 +226,28 @@ impl DispatchQueue for PostgresStore {
         else {
             return Ok(None);
         };
-        let entry = entry_from_row(&row)?;
+        let entry = queue_entry_from_row(&row)?;
         let recovered: bool = row.try_get("recovered").map_err(map_sqlx_error)?;
 
         let names: Vec<String> = request.servers.iter().map(|s| s.server.clone()).collect();
-        let loads: Vec<(String, i64)> = sqlx::query(
-            "SELECT server, count(*) AS n FROM session_queue
+        let loads = counts_from_rows(
+            &sqlx::query(
+                "SELECT server, count(*) AS n FROM session_queue
              WHERE owner IS NOT NULL AND server = ANY($1) AND session_id <> $2
              GROUP BY server",
-        )
-        .bind(&names)
-        .bind(entry.session.as_uuid())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_sqlx_error)?
-        .iter()
-        .map(|r| Ok((r.try_get("server")?, r.try_get("n")?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(map_sqlx_error)?;
+            )
+            .bind(&names)
+            .bind(entry.session.as_uuid())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_sqlx_error)?,
+            "server",
+        )?;
         let Some((server, keep_remote)) = crate::adapters::sql::place(&entry, request, |name| {
             loads
                 .iter()
                 .find(|(n, _)| n == name)
-                .map_or(0, |(_, count)| u64::try_from(*count).unwrap_or(0))
+                .map_or(0, |(_, count)| *count)
         }) else {
             return Ok(None);
         };
@@ -306,7 +261,7 @@ impl DispatchQueue for PostgresStore {
                 remote_directory = CASE WHEN $5 THEN remote_directory END,
                 message_id = CASE WHEN $5 THEN message_id END
              WHERE session_id = $1
-             RETURNING {COLUMNS}"
+             RETURNING {QUEUE_COLUMNS}"
         ))
         .bind(entry.session.as_uuid())
         .bind(&request.owner)
@@ -316,7 +271,7 @@ impl DispatchQueue for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(map_sqlx_error)?;
-        let claimed = entry_from_row(&row)?;
+        let claimed = queue_entry_from_row(&row)?;
         // Others may be able to claim too (another server still has room).
         notify(&mut tx, &[QueueSignal::Changed]).await?;
         tx.commit().await.map_err(map_sqlx_error)?;
@@ -404,14 +359,14 @@ impl DispatchQueue for PostgresStore {
 
     async fn entry(&self, session: SessionId) -> Result<Option<QueueEntry>, RepositoryError> {
         sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM session_queue WHERE session_id = $1"
+            "SELECT {QUEUE_COLUMNS} FROM session_queue WHERE session_id = $1"
         ))
         .bind(session.as_uuid())
         .fetch_optional(&self.pool)
         .await
         .map_err(map_sqlx_error)?
         .as_ref()
-        .map(entry_from_row)
+        .map(queue_entry_from_row)
         .transpose()
     }
 
@@ -425,15 +380,7 @@ impl DispatchQueue for PostgresStore {
         .fetch_one(&self.pool)
         .await
         .map_err(map_sqlx_error)?;
-        let count = |column: &str| -> Result<u64, RepositoryError> {
-            let n: i64 = row.try_get(column).map_err(map_sqlx_error)?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        };
-        Ok(QueueDepth {
-            waiting: count("waiting")?,
-            leased: count("leased")?,
-            expired: count("expired")?,
-        })
+        queue_depth_from_row(&row)
     }
 
     async fn leased_by_agent(
@@ -445,13 +392,7 @@ impl DispatchQueue for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_sqlx_error)?;
-        rows.iter()
-            .map(|row| {
-                let agent: String = row.try_get("agent").map_err(map_sqlx_error)?;
-                let n: i64 = row.try_get("n").map_err(map_sqlx_error)?;
-                Ok((agent, u64::try_from(n).unwrap_or(0)))
-            })
-            .collect()
+        Ok(counts_from_rows(&rows, "agent")?.into_iter().collect())
     }
 
     fn signals(&self) -> broadcast::Receiver<QueueSignal> {

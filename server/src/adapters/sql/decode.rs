@@ -14,7 +14,10 @@ use domain::{
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::ports::{Aggregate, NewEvent, OutboxMessage, RepositoryError, StoredSessionEvent};
+use crate::ports::{
+    Aggregate, NewEvent, OutboxMessage, QueueDepth, QueueEntry, RemoteRef, RepositoryError,
+    StoredSessionEvent,
+};
 
 /// One result row read in its backend's storage format. Errors are messages saying what is wrong
 /// with the value; the caller names the row.
@@ -31,6 +34,8 @@ pub(crate) trait Columns {
     fn small_int(&self, column: &str) -> Result<i64, String>;
     /// A list of ids in stored order (a task's edges, aggregated by the query).
     fn uuids(&self, column: &str) -> Result<Vec<Uuid>, String>;
+    /// A boolean column (BOOLEAN on PostgreSQL, 0/1 INTEGER on SQLite).
+    fn flag(&self, column: &str) -> Result<bool, String>;
 }
 
 /// A row being decoded, with the names its errors report.
@@ -43,12 +48,21 @@ struct Fields<'r, C: ?Sized> {
 impl<'r, C: Columns + ?Sized> Fields<'r, C> {
     /// Reads the row's uuid key first, so every later error can name the row.
     fn keyed(row: &'r C, entity: &'static str) -> Result<(Self, Uuid), RepositoryError> {
+        Self::keyed_by(row, entity, "id")
+    }
+
+    /// Like [`Self::keyed`], for a key column not named `id`.
+    fn keyed_by(
+        row: &'r C,
+        entity: &'static str,
+        key: &str,
+    ) -> Result<(Self, Uuid), RepositoryError> {
         let mut fields = Self {
             row,
             entity,
             id: "?".to_owned(),
         };
-        let id = fields.uuid("id")?;
+        let id = fields.uuid(key)?;
         fields.id = id.to_string();
         Ok((fields, id))
     }
@@ -92,6 +106,10 @@ impl<'r, C: Columns + ?Sized> Fields<'r, C> {
     fn u64(&self, column: &str) -> Result<u64, RepositoryError> {
         let value = self.at(column, self.row.int(column))?;
         u64::try_from(value).map_err(|_| self.corrupt(column, format!("negative value {value}")))
+    }
+
+    fn flag(&self, column: &str) -> Result<bool, RepositoryError> {
+        self.at(column, self.row.flag(column))
     }
 
     fn u32(&self, column: &str) -> Result<u32, RepositoryError> {
@@ -222,6 +240,84 @@ pub(crate) fn agent_from_row(row: &(impl Columns + ?Sized)) -> Result<Agent, Rep
         version: f.u64("version")?,
     };
     f.rehydrated(Agent::rehydrate(record))
+}
+
+/// A `session_queue` row (the columns both queue adapters select).
+pub(crate) fn queue_entry_from_row(
+    row: &(impl Columns + ?Sized),
+) -> Result<QueueEntry, RepositoryError> {
+    let (f, id) = Fields::keyed_by(row, "queue entry", "session_id")?;
+    let server = f.opt_text("server")?;
+    let remote = match (
+        &server,
+        f.opt_text("remote_session")?,
+        f.opt_text("remote_directory")?,
+        f.opt_text("message_id")?,
+    ) {
+        (Some(server), Some(session), Some(directory), Some(message_id)) => Some(RemoteRef {
+            server: server.clone(),
+            session,
+            directory,
+            message_id,
+        }),
+        _ => None,
+    };
+    let priority = f.at("priority", f.row.small_int("priority"))?;
+    Ok(QueueEntry {
+        session: SessionId::from_uuid(id),
+        priority: i32::try_from(priority)
+            .map_err(|_| f.corrupt("priority", format!("{priority} is not an i32")))?,
+        agent: f.opt_text("agent")?,
+        owner: f.opt_text("owner")?,
+        fence: f.u64("fence")?,
+        server,
+        remote,
+        cancel_requested: f.flag("cancel_requested")?,
+        enqueued_at: f.time("enqueued_at")?,
+        available_at: f.time("available_at")?,
+        lease_expires_at: f.opt_time("lease_expires_at")?,
+        deadline: f.opt_time("deadline_at")?,
+    })
+}
+
+/// Rows of `(key, count)` from a `GROUP BY` (`key` TEXT, `n` a count).
+pub(crate) fn counts_from_rows<R: Columns>(
+    rows: &[R],
+    key: &str,
+) -> Result<Vec<(String, u64)>, RepositoryError> {
+    let bad = |message: String| RepositoryError::Corrupt {
+        entity: "queue count",
+        id: key.to_owned(),
+        message,
+    };
+    rows.iter()
+        .map(|row| {
+            let name = row.text(key).map_err(bad)?;
+            let n = row.int("n").map_err(bad)?;
+            Ok((name, u64::try_from(n).unwrap_or(0)))
+        })
+        .collect()
+}
+
+/// The row of `DispatchQueue::depth` (`waiting`, `leased`, `expired` counts).
+pub(crate) fn queue_depth_from_row(
+    row: &(impl Columns + ?Sized),
+) -> Result<QueueDepth, RepositoryError> {
+    let count = |column: &str| -> Result<u64, RepositoryError> {
+        let n = row
+            .int(column)
+            .map_err(|message| RepositoryError::Corrupt {
+                entity: "queue depth",
+                id: column.to_owned(),
+                message,
+            })?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    Ok(QueueDepth {
+        waiting: count("waiting")?,
+        leased: count("leased")?,
+        expired: count("expired")?,
+    })
 }
 
 /// A `session_events` row (payload as JSON text).

@@ -9,11 +9,12 @@ mod queue;
 
 pub(crate) use commit::{apply, signals_of, ChangeWriter};
 pub(crate) use decode::{
-    agent_from_row, assignment_json, outbox_message_from_row, session_event_from_row,
-    session_from_row, task_from_row, Columns,
+    agent_from_row, assignment_json, counts_from_rows, outbox_message_from_row,
+    queue_depth_from_row, queue_entry_from_row, session_event_from_row, session_from_row,
+    task_from_row, Columns,
 };
 pub(crate) use filter::{fetch_limit, push_where, session_terms, task_terms, Term, Value};
-pub(crate) use queue::{claim_of, place};
+pub(crate) use queue::{claim_of, place, QUEUE_COLUMNS};
 
 use std::collections::BTreeSet;
 

@@ -2,6 +2,11 @@
 
 use crate::ports::{Claim, ClaimRequest, QueueEntry, QueueLease};
 
+/// The `session_queue` columns every read selects (see `queue_entry_from_row`).
+pub(crate) const QUEUE_COLUMNS: &str = "session_id, priority, agent, owner, fence, server,
+    remote_session, remote_directory, message_id, cancel_requested, enqueued_at, available_at,
+    lease_expires_at, deadline_at";
+
 /// The server for a claimed row and whether its remote session is kept: a row already running
 /// on a listed server stays there (re-attach; it already counts against that server); otherwise
 /// the least loaded listed server with room (load / capacity, then name). `None`: no room.

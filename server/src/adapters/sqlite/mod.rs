@@ -147,6 +147,14 @@ impl Columns for SqliteRow {
         let ids: Vec<String> = serde_json::from_str(&raw).map_err(|e| format!("{raw:?}: {e}"))?;
         ids.iter().map(|id| parse_uuid(id)).collect()
     }
+
+    fn flag(&self, column: &str) -> Result<bool, String> {
+        match self.int(column)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(format!("{other} is not a boolean (0 or 1)")),
+        }
+    }
 }
 
 /// Binds a list filter's value in this store's format (for `sql::push_where`).

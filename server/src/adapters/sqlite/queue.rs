@@ -7,20 +7,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::SessionId;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use tokio::sync::broadcast;
 
-use super::{parse_ts, parse_uuid, ts, SqliteStore};
-use crate::adapters::sql::{claim_of, map_insert_error, map_sqlx_error, place, to_i64};
+use super::{parse_ts, ts, SqliteStore};
+use crate::adapters::sql::{
+    claim_of, counts_from_rows, map_insert_error, map_sqlx_error, place, queue_depth_from_row,
+    queue_entry_from_row, to_i64, QUEUE_COLUMNS,
+};
 use crate::ports::{
     Claim, ClaimRequest, DispatchQueue, QueueDepth, QueueEntry, QueueLease, QueueOp, QueueSignal,
-    RemoteRef, Renewal, RepositoryError,
+    Renewal, RepositoryError,
 };
-
-const COLUMNS: &str = "session_id, priority, agent, owner, fence, server, remote_session,
-    remote_directory, message_id, cancel_requested, enqueued_at, available_at, lease_expires_at,
-    deadline_at";
 
 fn plus(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
@@ -117,63 +115,6 @@ pub(super) async fn apply_op(
     Ok(result.rows_affected() == 1)
 }
 
-fn corrupt(id: &str, message: String) -> RepositoryError {
-    RepositoryError::Corrupt {
-        entity: "queue entry",
-        id: id.to_owned(),
-        message,
-    }
-}
-
-fn entry_from_row(row: &SqliteRow) -> Result<QueueEntry, RepositoryError> {
-    let id: String = row.try_get("session_id").map_err(map_sqlx_error)?;
-    let bad = |message: String| corrupt(&id, message);
-    let get_text = |column: &str| -> Result<Option<String>, RepositoryError> {
-        row.try_get(column).map_err(|e| bad(e.to_string()))
-    };
-    let time = |column: &str| -> Result<Option<DateTime<Utc>>, RepositoryError> {
-        get_text(column)?
-            .as_deref()
-            .map(parse_ts)
-            .transpose()
-            .map_err(|e| bad(format!("{column}: {e}")))
-    };
-    let required = |column: &str| time(column)?.ok_or_else(|| bad(format!("{column} is missing")));
-    let fence: i64 = row.try_get("fence").map_err(|e| bad(e.to_string()))?;
-    let cancel: i64 = row
-        .try_get("cancel_requested")
-        .map_err(|e| bad(e.to_string()))?;
-    let server = get_text("server")?;
-    let remote = match (
-        &server,
-        get_text("remote_session")?,
-        get_text("remote_directory")?,
-        get_text("message_id")?,
-    ) {
-        (Some(server), Some(session), Some(directory), Some(message_id)) => Some(RemoteRef {
-            server: server.clone(),
-            session,
-            directory,
-            message_id,
-        }),
-        _ => None,
-    };
-    Ok(QueueEntry {
-        session: SessionId::from_uuid(parse_uuid(&id).map_err(bad)?),
-        priority: row.try_get("priority").map_err(|e| bad(e.to_string()))?,
-        agent: get_text("agent")?,
-        owner: get_text("owner")?,
-        fence: u64::try_from(fence).map_err(|_| bad("negative fence".into()))?,
-        server,
-        remote,
-        cancel_requested: cancel != 0,
-        enqueued_at: required("enqueued_at")?,
-        available_at: required("available_at")?,
-        lease_expires_at: time("lease_expires_at")?,
-        deadline: time("deadline_at")?,
-    })
-}
-
 impl SqliteStore {
     fn announce(&self, signal: QueueSignal) {
         // No receiver is not an error: nobody dispatches in this process.
@@ -186,7 +127,7 @@ impl SqliteStore {
     ) -> Result<Option<Claim>, RepositoryError> {
         let now = ts(Utc::now());
         let Some(row) = sqlx::query(&format!(
-            "SELECT {COLUMNS}, (owner IS NOT NULL) AS recovered FROM session_queue q
+            "SELECT {QUEUE_COLUMNS}, (owner IS NOT NULL) AS recovered FROM session_queue q
              WHERE ((q.owner IS NULL AND q.available_at <= ?1)
                     OR (q.owner IS NOT NULL AND q.lease_expires_at < ?1))
                AND (q.agent IS NULL
@@ -205,27 +146,26 @@ impl SqliteStore {
         else {
             return Ok(None);
         };
-        let entry = entry_from_row(&row)?;
+        let entry = queue_entry_from_row(&row)?;
         let recovered: i64 = row.try_get("recovered").map_err(map_sqlx_error)?;
 
-        let loads: Vec<(String, i64)> = sqlx::query(
-            "SELECT server, count(*) AS n FROM session_queue
+        let loads = counts_from_rows(
+            &sqlx::query(
+                "SELECT server, count(*) AS n FROM session_queue
              WHERE owner IS NOT NULL AND server IS NOT NULL AND session_id <> ?
              GROUP BY server",
-        )
-        .bind(entry.session.to_string())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_sqlx_error)?
-        .iter()
-        .map(|r| Ok((r.try_get("server")?, r.try_get("n")?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(map_sqlx_error)?;
+            )
+            .bind(entry.session.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_sqlx_error)?,
+            "server",
+        )?;
         let Some((server, keep_remote)) = place(&entry, request, |name| {
             loads
                 .iter()
                 .find(|(n, _)| n == name)
-                .map_or(0, |(_, count)| u64::try_from(*count).unwrap_or(0))
+                .map_or(0, |(_, count)| *count)
         }) else {
             return Ok(None);
         };
@@ -237,7 +177,7 @@ impl SqliteStore {
                 remote_directory = CASE WHEN ? THEN remote_directory END,
                 message_id = CASE WHEN ? THEN message_id END
              WHERE session_id = ?
-             RETURNING {COLUMNS}"
+             RETURNING {QUEUE_COLUMNS}"
         ))
         .bind(&request.owner)
         .bind(&now)
@@ -250,7 +190,7 @@ impl SqliteStore {
         .fetch_one(&mut *conn)
         .await
         .map_err(map_sqlx_error)?;
-        Ok(Some(claim_of(entry_from_row(&row)?, recovered != 0)))
+        Ok(Some(claim_of(queue_entry_from_row(&row)?, recovered != 0)))
     }
 }
 
@@ -352,19 +292,23 @@ impl DispatchQueue for SqliteStore {
         due.as_deref()
             .map(parse_ts)
             .transpose()
-            .map_err(|e| corrupt("next_due", e))
+            .map_err(|message| RepositoryError::Corrupt {
+                entity: "queue",
+                id: "next_due".into(),
+                message,
+            })
     }
 
     async fn entry(&self, session: SessionId) -> Result<Option<QueueEntry>, RepositoryError> {
         sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM session_queue WHERE session_id = ?"
+            "SELECT {QUEUE_COLUMNS} FROM session_queue WHERE session_id = ?"
         ))
         .bind(session.to_string())
         .fetch_optional(&self.pool)
         .await
         .map_err(map_sqlx_error)?
         .as_ref()
-        .map(entry_from_row)
+        .map(queue_entry_from_row)
         .transpose()
     }
 
@@ -379,15 +323,7 @@ impl DispatchQueue for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .map_err(map_sqlx_error)?;
-        let count = |column: &str| -> Result<u64, RepositoryError> {
-            let n: i64 = row.try_get(column).map_err(map_sqlx_error)?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        };
-        Ok(QueueDepth {
-            waiting: count("waiting")?,
-            leased: count("leased")?,
-            expired: count("expired")?,
-        })
+        queue_depth_from_row(&row)
     }
 
     async fn leased_by_agent(
@@ -399,13 +335,7 @@ impl DispatchQueue for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_sqlx_error)?;
-        rows.iter()
-            .map(|row| {
-                let agent: String = row.try_get("agent").map_err(map_sqlx_error)?;
-                let n: i64 = row.try_get("n").map_err(map_sqlx_error)?;
-                Ok((agent, u64::try_from(n).unwrap_or(0)))
-            })
-            .collect()
+        Ok(counts_from_rows(&rows, "agent")?.into_iter().collect())
     }
 
     fn signals(&self) -> broadcast::Receiver<QueueSignal> {
