@@ -18,6 +18,18 @@ pub fn session_branch(session: SessionId) -> String {
     format!("{BRANCH_PREFIX}session-{session}")
 }
 
+/// A 64-bit FNV-1a hash of a path, the same in every process and Rust release (std's hasher
+/// promises neither), so that names derived from a repository's path — its worktree directory,
+/// the lock serialising work in it — agree across replicas and upgrades.
+pub fn path_hash(path: &std::path::Path) -> u64 {
+    path.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
 /// What to isolate: a session, in a repository, starting from a base revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkspaceRequest {

@@ -497,8 +497,8 @@ fn base_ref(session: SessionId) -> String {
     format!("refs/oio/base/{session}")
 }
 
-/// `<name>-<hash>`: readable, and distinct for distinct repositories with the same name. FNV-1a
-/// rather than std's hasher, whose output may change between Rust releases.
+/// `<name>-<hash>`: readable, and distinct for distinct repositories with the same name (a stable
+/// hash: see [`path_hash`](crate::ports::workspaces::path_hash)).
 fn repository_dir_name(root: &Path) -> String {
     let name: String = root
         .file_name()
@@ -514,13 +514,7 @@ fn repository_dir_name(root: &Path) -> String {
         })
         .take(40)
         .collect();
-    let hash = root
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let hash = crate::ports::workspaces::path_hash(root);
     let name = name.trim_start_matches('.');
     if name.is_empty() {
         format!("repo-{hash:016x}")
