@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use domain::{
     AgentName, NewSession, Prompt, Session, SessionError, SessionId, SessionStatus, SessionTitle,
     ValidationError, WorkspacePath,
@@ -250,10 +250,5 @@ impl SessionLifecycle {
             .get(id)
             .await?
             .ok_or(LifecycleError::NotFound(id))
-    }
-
-    /// When a waiting session becomes claimable again after `attempt` failed attempts.
-    pub fn available_after(now: DateTime<Utc>, delay: std::time::Duration) -> DateTime<Utc> {
-        now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
     }
 }

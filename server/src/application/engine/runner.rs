@@ -7,7 +7,6 @@
 //! session is not busy and the last reply to our prompt is complete.
 
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use tracing::Instrument;
 
 use super::{EngineStats, Shared};
 use crate::ports::lock::LockKey;
-use crate::ports::workspaces::{CleanupPolicy, Workspace, WorkspaceRequest};
+use crate::ports::workspaces::{path_hash, CleanupPolicy, Workspace, WorkspaceRequest};
 use crate::ports::{
     AgentEvent, AgentServer, AgentServerError, AgentSessionId, AgentSessionStatus, Aggregate,
     ChangeSet, Claim, CreateSession, EventScope, Message, MessageId, NewEvent, PartContent,
@@ -290,9 +289,8 @@ impl Run<'_> {
 
     async fn prepare_workspace(&self) -> Result<Workspace, String> {
         let repository = PathBuf::from(self.session.workspace().as_str());
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        repository.hash(&mut hasher);
-        let key = LockKey::new(format!("workspace:{:016x}", hasher.finish()))
+        // Every replica must derive the same key: a stable hash, not std's.
+        let key = LockKey::new(format!("workspace:{:016x}", path_hash(&repository)))
             .map_err(|e| format!("workspace lock key: {e}"))?;
         // Serialises worktree creation in one repository across replicas.
         let lease = self
@@ -346,9 +344,7 @@ impl Run<'_> {
             message_id: message_id.as_str().to_owned(),
         };
         let now = Utc::now();
-        let deadline = now
-            + chrono::Duration::from_std(self.shared.config.session_timeout)
-                .unwrap_or(chrono::Duration::MAX);
+        let deadline = after(now, self.shared.config.session_timeout);
         let mut changes = ChangeSet::new();
         if self.session.status() == SessionStatus::Queued {
             let started = self
@@ -434,8 +430,7 @@ impl Run<'_> {
         // Polling fallback for missed events; the lease keeper renews on its own schedule.
         let period = self.shared.config.lease_ttl / 3;
         let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let mut idle_without_reply = 0u32;
-        let mut idle_since: Option<Instant> = None;
+        let mut lost = LostTurn::default();
         // Prompts this runner sent were accepted by the server: if they are not listed yet, the
         // server is slow, not missing them. Only a re-attaching runner sends a missing prompt.
         let mut prompt_sent = self.claim.remote.is_none();
@@ -477,16 +472,12 @@ impl Run<'_> {
             match self.reconcile(&remote_id).await {
                 Ok(Turn::Done(outcome)) => return Ok(outcome),
                 Ok(Turn::Working) => {
-                    idle_without_reply = 0;
-                    idle_since = None;
+                    lost = LostTurn::default();
                     unreachable = 0;
                 }
                 Ok(Turn::IdleWithoutReply) => {
                     unreachable = 0;
-                    idle_without_reply += 1;
-                    let since = *idle_since.get_or_insert_with(Instant::now);
-                    if idle_without_reply >= LOST_TURN_CHECKS && since.elapsed() >= LOST_TURN_AFTER
-                    {
+                    if lost.persists() {
                         return Ok(Outcome::Failed {
                             reason: "the agent server holds no reply to the prompt and is idle \
                                      (restarted, or the turn never started)"
@@ -498,10 +489,7 @@ impl Run<'_> {
                 Ok(Turn::PromptMissing) if prompt_sent => {
                     // Accepted but not listed yet; lost if it stays that way (as above).
                     unreachable = 0;
-                    idle_without_reply += 1;
-                    let since = *idle_since.get_or_insert_with(Instant::now);
-                    if idle_without_reply >= LOST_TURN_CHECKS && since.elapsed() >= LOST_TURN_AFTER
-                    {
+                    if lost.persists() {
                         return Ok(Outcome::Failed {
                             reason: "the agent server lost the prompt it had accepted".into(),
                             retryable: true,
@@ -804,8 +792,7 @@ impl Run<'_> {
         match requeue_after {
             Some(delay) => changes.queue(QueueOp::Requeue {
                 lease: self.lease.clone(),
-                available_at: now
-                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                available_at: after(now, delay),
             }),
             None => changes.queue(QueueOp::Remove {
                 lease: self.lease.clone(),
@@ -910,6 +897,28 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// Counts reconciliations in a row that find the turn neither running nor answered.
+#[derive(Default)]
+struct LostTurn {
+    checks: u32,
+    since: Option<Instant>,
+}
+
+impl LostTurn {
+    /// Records one more such check; `true` once it has held for [`LOST_TURN_CHECKS`] checks
+    /// and at least [`LOST_TURN_AFTER`].
+    fn persists(&mut self) -> bool {
+        self.checks += 1;
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.checks >= LOST_TURN_CHECKS && since.elapsed() >= LOST_TURN_AFTER
+    }
+}
+
+/// `now + delay` in wall-clock time.
+fn after(now: chrono::DateTime<Utc>, delay: Duration) -> chrono::DateTime<Utc> {
+    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
 }
 
 enum Turn {
