@@ -121,8 +121,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// The runner map. A panic while holding it cannot leave it half-updated (every change is one
+    /// map call), so a poisoned lock is used as is.
+    fn runners(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, RunnerSlot>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn running_count(&self) -> usize {
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.runners().len()
     }
 }
 
@@ -192,13 +198,7 @@ impl Drop for Engine {
         if let Some(dispatcher) = self.dispatcher.take() {
             dispatcher.abort();
         }
-        for (_, slot) in self
-            .shared
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-        {
+        for (_, slot) in self.shared.runners().drain() {
             if let Some(task) = slot.task {
                 task.abort();
             }
@@ -241,12 +241,7 @@ async fn dispatch_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
 }
 
 fn forward_cancel(shared: &Shared, id: SessionId) {
-    if let Some(cancel) = shared
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
-    {
+    if let Some(cancel) = shared.runners().get(&id) {
         let _ = cancel.cancel.send(true);
     }
 }
@@ -273,18 +268,14 @@ async fn claim_while_possible(shared: &Arc<Shared>, shutdown: &watch::Receiver<b
         let id = claim.lease.session;
         let fence = claim.lease.fence;
         let (cancel, cancel_rx) = watch::channel(claim.cancel_requested);
-        let replaced = shared
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                id,
-                RunnerSlot {
-                    fence,
-                    cancel,
-                    task: None,
-                },
-            );
+        let replaced = shared.runners().insert(
+            id,
+            RunnerSlot {
+                fence,
+                cancel,
+                task: None,
+            },
+        );
         if let Some(old) = replaced.and_then(|slot| slot.task) {
             // Its lease is gone (it would stop at its next fenced write); stop it now.
             old.abort();
@@ -294,7 +285,7 @@ async fn claim_while_possible(shared: &Arc<Shared>, shutdown: &watch::Receiver<b
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 runner::run(&shared, claim, cancel_rx, shutdown).await;
-                let mut running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
+                let mut running = shared.runners();
                 if running.get(&id).is_some_and(|slot| slot.fence == fence) {
                     running.remove(&id);
                 }
@@ -304,9 +295,7 @@ async fn claim_while_possible(shared: &Arc<Shared>, shutdown: &watch::Receiver<b
         };
         // Absent if the runner has already finished.
         if let Some(slot) = shared
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .runners()
             .get_mut(&id)
             .filter(|slot| slot.fence == fence)
         {
