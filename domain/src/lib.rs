@@ -31,7 +31,8 @@ pub use session::{
     SessionTitle, WorkspacePath,
 };
 pub use task::{
-    NewTask, ParseTaskComplexityError, ParseTaskStatusError, Task, TaskAssignment, TaskComplexity,
-    TaskError, TaskGraph, TaskRecord, TaskStatus, TaskTitle,
+    FailurePolicy, NewTask, ParseTaskComplexityError, ParseTaskStatusError, Task, TaskAssignment,
+    TaskComplexity, TaskError, TaskExecution, TaskGraph, TaskRecord, TaskResult, TaskStatus,
+    TaskTitle, TreeRun,
 };
 pub use validation::ValidationError;

@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::execution::{FailurePolicy, TaskExecution, TaskResult, TreeRun, MAX_PARALLEL};
 use super::{TaskComplexity, TaskError, TaskStatus};
 use crate::agent::AgentCapability;
-use crate::ids::TaskId;
+use crate::ids::{SessionId, TaskId};
 use crate::routing::RoutingDecision;
 use crate::validation::{self, validated_string};
 
@@ -54,6 +55,7 @@ pub struct Task {
     required_capabilities: BTreeSet<AgentCapability>,
     status: TaskStatus,
     assignment: Option<TaskAssignment>,
+    execution: TaskExecution,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: u64,
@@ -84,6 +86,9 @@ pub struct TaskRecord {
     /// See [`Task::assignment`].
     #[serde(default)]
     pub assignment: Option<TaskAssignment>,
+    /// See [`Task::execution`].
+    #[serde(default)]
+    pub execution: TaskExecution,
     /// See [`Task::created_at`].
     pub created_at: DateTime<Utc>,
     /// See [`Task::updated_at`].
@@ -108,6 +113,7 @@ impl Task {
             required_capabilities: new.required_capabilities,
             status: TaskStatus::Pending,
             assignment: None,
+            execution: TaskExecution::default(),
             created_at: now,
             updated_at: now,
             version: 0,
@@ -139,6 +145,7 @@ impl Task {
                 "a running task cannot be deleted",
             ));
         }
+        check_execution(&record.execution)?;
         Ok(Self {
             id,
             title: TaskTitle::new(record.title)?,
@@ -150,6 +157,7 @@ impl Task {
             required_capabilities: record.required_capabilities,
             status: record.status,
             assignment: record.assignment,
+            execution: record.execution,
             created_at: record.created_at,
             updated_at: record.updated_at,
             version: record.version,
@@ -337,6 +345,177 @@ impl Task {
     }
 }
 
+impl Task {
+    /// What its execution recorded: the run (roots), sessions, result and note.
+    pub fn execution(&self) -> &TaskExecution {
+        &self.execution
+    }
+
+    /// Starts the tree under this root: records how it runs and moves it to `running`. Only a
+    /// root that never ran (`pending` or `ready`).
+    pub fn start_run(&mut self, run: TreeRun, now: DateTime<Utc>) -> Result<(), TaskError> {
+        if self.parent.is_some() {
+            return Err(TaskError::invalid(
+                "task",
+                "only a root task (one without a parent) can be started",
+            ));
+        }
+        if self.execution.run.is_some()
+            || !matches!(self.status, TaskStatus::Pending | TaskStatus::Ready)
+        {
+            return Err(TaskError::invalid(
+                "task",
+                format!(
+                    "task {} is {} and was already started",
+                    self.id, self.status
+                ),
+            ));
+        }
+        let mut execution = self.execution.clone();
+        execution.run = Some(run);
+        check_execution(&execution)?;
+        self.walk_to(TaskStatus::Running, now)?;
+        self.execution = execution;
+        Ok(())
+    }
+
+    /// Asks the running tree under this root to stop. Asking twice keeps the first reason.
+    pub fn request_cancel(&mut self, reason: String, now: DateTime<Utc>) -> Result<(), TaskError> {
+        let status = self.status;
+        let Some(run) = self.execution.run.as_mut() else {
+            return Err(TaskError::invalid("task", "the task was not started"));
+        };
+        if status.is_terminal() {
+            return Err(TaskError::invalid(
+                "task",
+                format!("the task is {status} already"),
+            ));
+        }
+        if run.cancel_requested.is_none() {
+            run.cancel_requested = Some(reason);
+            self.updated_at = now;
+        }
+        Ok(())
+    }
+
+    /// Sets the task's own failure policy (`None`: inherit).
+    pub fn set_policy(
+        &mut self,
+        policy: Option<FailurePolicy>,
+        now: DateTime<Utc>,
+    ) -> Result<(), TaskError> {
+        if let Some(policy) = policy {
+            policy.validate()?;
+        }
+        self.execution.policy = policy;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// A session starts working on this leaf: `pending`/`ready` -> `running`.
+    pub fn begin_attempt(
+        &mut self,
+        session: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<(), TaskError> {
+        if !self.subtasks.is_empty() {
+            return Err(TaskError::invalid(
+                "task",
+                "a task with subtasks runs through them, not a session of its own",
+            ));
+        }
+        if !matches!(self.status, TaskStatus::Pending | TaskStatus::Ready) {
+            return Err(TaskError::IllegalTransition {
+                from: self.status,
+                to: TaskStatus::Running,
+            });
+        }
+        self.walk_to(TaskStatus::Running, now)?;
+        self.execution.sessions.push(session);
+        self.execution.note = None;
+        Ok(())
+    }
+
+    /// Ends the task's current work in `status` (one legal transition), with what it left and why.
+    pub fn finish(
+        &mut self,
+        status: TaskStatus,
+        result: Option<TaskResult>,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), TaskError> {
+        self.transition_to(status, now)?;
+        if result.is_some() {
+            self.execution.result = result;
+        }
+        self.execution.note = note;
+        Ok(())
+    }
+
+    /// Replaces the operator note (why it waits, failed, or was cancelled).
+    pub fn set_note(&mut self, note: Option<String>, now: DateTime<Utc>) {
+        if self.execution.note != note {
+            self.execution.note = note;
+            self.updated_at = now;
+        }
+    }
+
+    /// Moves to `to` along the shortest legal path of the state machine (a parent catching up
+    /// with its children: `pending -> ready -> running -> completed`).
+    pub fn walk_to(&mut self, to: TaskStatus, now: DateTime<Utc>) -> Result<(), TaskError> {
+        let mut previous: std::collections::BTreeMap<TaskStatus, TaskStatus> = Default::default();
+        let mut frontier = std::collections::VecDeque::from([self.status]);
+        while let Some(at) = frontier.pop_front() {
+            if at == to {
+                break;
+            }
+            for &next in at.successors() {
+                if next != self.status && !previous.contains_key(&next) {
+                    previous.insert(next, at);
+                    frontier.push_back(next);
+                }
+            }
+        }
+        if to != self.status && !previous.contains_key(&to) {
+            return Err(TaskError::IllegalTransition {
+                from: self.status,
+                to,
+            });
+        }
+        let mut path = vec![to];
+        while let Some(&before) = path.last().and_then(|s| previous.get(s)) {
+            if before == self.status {
+                break;
+            }
+            path.push(before);
+        }
+        let from = self.status;
+        for step in path.into_iter().rev().filter(|s| *s != from) {
+            self.transition_to(step, now)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_execution(execution: &TaskExecution) -> Result<(), TaskError> {
+    if let Some(policy) = execution.policy {
+        policy.validate()?;
+    }
+    if let Some(run) = &execution.run {
+        run.policy.validate()?;
+        if !(1..=MAX_PARALLEL).contains(&run.max_parallel) {
+            return Err(TaskError::invalid(
+                "max_parallel",
+                format!("must be between 1 and {MAX_PARALLEL}"),
+            ));
+        }
+        if run.workspace.trim().is_empty() {
+            return Err(TaskError::invalid("workspace", "must not be empty"));
+        }
+    }
+    Ok(())
+}
+
 /// The agent a task is routed to, and why: the explanation lists every candidate's score parts,
 /// as operators see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,6 +543,7 @@ impl From<Task> for TaskRecord {
             required_capabilities: t.required_capabilities,
             status: t.status,
             assignment: t.assignment,
+            execution: t.execution,
             created_at: t.created_at,
             updated_at: t.updated_at,
             version: t.version,
