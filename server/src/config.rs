@@ -69,6 +69,10 @@ pub struct EngineSettings {
     pub retry_backoff_max_ms: u64,
     /// Sessions this replica runs at once, whatever the servers' capacity.
     pub max_running: u32,
+    /// How often the task scheduler advances running task trees (finished sessions -> next steps).
+    pub task_tick_ms: u64,
+    /// Leaves of one task tree running at once unless the start request says otherwise.
+    pub task_max_parallel: u32,
 }
 
 impl Default for EngineSettings {
@@ -82,6 +86,8 @@ impl Default for EngineSettings {
             retry_backoff_initial_ms: 1_000,
             retry_backoff_max_ms: 60_000,
             max_running: 64,
+            task_tick_ms: 1_000,
+            task_max_parallel: 4,
         }
     }
 }
@@ -303,6 +309,8 @@ impl Settings {
                 e.retry_backoff_initial_ms,
             ),
             ("engine.max_running", u64::from(e.max_running)),
+            ("engine.task_tick_ms", e.task_tick_ms),
+            ("engine.task_max_parallel", u64::from(e.task_max_parallel)),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be at least 1"));
@@ -312,6 +320,12 @@ impl Settings {
             return Err(invalid(
                 "engine.lease_ttl_ms",
                 "must be at least 300 (renewals happen every third of it)",
+            ));
+        }
+        if e.task_max_parallel > domain::task::execution::MAX_PARALLEL {
+            return Err(invalid(
+                "engine.task_max_parallel",
+                format!("must be at most {}", domain::task::execution::MAX_PARALLEL),
             ));
         }
         if e.retry_backoff_max_ms < e.retry_backoff_initial_ms {

@@ -19,7 +19,10 @@ use crate::adapters::git::GitWorktrees;
 use crate::adapters::memory_lock::MemoryLock;
 use crate::adapters::opencode::{Fleet, HealthChecks, ResiliencePolicy};
 use crate::adapters::redis::{RedisLock, RedisLockConfig};
-use crate::application::{Engine, EngineConfig, EngineDeps, SessionLifecycle, SessionService};
+use crate::application::{
+    AgentService, Engine, EngineConfig, EngineDeps, SessionLifecycle, SessionService,
+    TaskDecompositionService, TaskExecutor, TaskRouter, TemplateLibrary,
+};
 use crate::config::Settings;
 use crate::http;
 use crate::ports::lock::{DistributedLock, LockError};
@@ -48,13 +51,25 @@ pub enum StartupError {
 /// How long a stopping replica waits for its runners to hand their leases back.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Agents, decomposition, routing and execution of task trees.
+#[derive(Clone)]
+pub struct TaskServices {
+    pub agents: Arc<AgentService>,
+    pub decomposition: Arc<TaskDecompositionService>,
+    pub router: Arc<TaskRouter>,
+    pub executor: Arc<TaskExecutor>,
+}
+
 pub struct Application {
     listener: TcpListener,
     router: Router,
     local_addr: SocketAddr,
     fleet: Arc<Fleet>,
     lifecycle: Arc<SessionLifecycle>,
+    tasks: TaskServices,
     engine: Option<Engine>,
+    /// Stops the task scheduler (when the engine runs).
+    scheduler_stop: Option<tokio::sync::watch::Sender<bool>>,
     /// Health checks of the fleet run while the application lives.
     _health_checks: Option<HealthChecks>,
 }
@@ -79,11 +94,46 @@ impl Application {
             store.queue.clone(),
             settings.engine.default_max_attempts,
         ));
+        let router = Arc::new(TaskRouter::new(
+            store.tasks.clone(),
+            store.agents.clone(),
+            store.queue.clone(),
+            store.unit_of_work.clone(),
+        ));
+        let tasks = TaskServices {
+            agents: Arc::new(AgentService::new(
+                store.agents.clone(),
+                store.unit_of_work.clone(),
+            )),
+            decomposition: Arc::new(TaskDecompositionService::new(
+                store.unit_of_work.clone(),
+                TemplateLibrary::builtin(),
+            )),
+            router: router.clone(),
+            executor: Arc::new(TaskExecutor::new(
+                store.tasks.clone(),
+                store.sessions.clone(),
+                store.unit_of_work.clone(),
+                lifecycle.clone(),
+                router,
+                settings.engine.task_max_parallel,
+            )),
+        };
+        // Every replica with an engine advances running task trees (idempotent across replicas).
+        let scheduler_stop = settings.engine.enabled.then(|| {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(tasks.executor.clone().run_scheduler(
+                std::time::Duration::from_millis(settings.engine.task_tick_ms),
+                stopped,
+            ));
+            stop
+        });
         let engine = settings.engine.enabled.then(|| {
             Engine::start(
                 EngineDeps {
                     sessions: store.sessions.clone(),
                     agents: store.agents.clone(),
+                    tasks: store.tasks.clone(),
                     unit_of_work: store.unit_of_work.clone(),
                     queue: store.queue.clone(),
                     servers: fleet.clone(),
@@ -153,7 +203,9 @@ impl Application {
             local_addr,
             fleet,
             lifecycle,
+            tasks,
             engine,
+            scheduler_stop,
             _health_checks: health_checks,
         })
     }
@@ -172,6 +224,11 @@ impl Application {
         &self.lifecycle
     }
 
+    /// Agents, decomposition, routing and task-tree execution.
+    pub fn tasks(&self) -> &TaskServices {
+        &self.tasks
+    }
+
     /// This replica's engine, unless disabled by configuration.
     pub fn engine(&self) -> Option<&Engine> {
         self.engine.as_ref()
@@ -187,6 +244,9 @@ impl Application {
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
+        if let Some(stop) = self.scheduler_stop {
+            let _ = stop.send(true);
+        }
         if let Some(engine) = self.engine {
             engine.stop(DRAIN_GRACE).await;
         }

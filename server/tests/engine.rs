@@ -99,6 +99,7 @@ impl Rig {
             EngineDeps {
                 sessions: self.store.sessions.clone(),
                 agents: self.store.agents.clone(),
+                tasks: self.store.tasks.clone(),
                 unit_of_work: self.store.unit_of_work.clone(),
                 queue: self.store.queue.clone(),
                 servers: self.fleet.clone(),

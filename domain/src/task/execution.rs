@@ -425,7 +425,7 @@ fn rollup(
     {
         return Some((TaskStatus::Running, None));
     }
-    if children.iter().any(|s| *s == TaskStatus::Ready) {
+    if children.contains(&TaskStatus::Ready) {
         return Some((TaskStatus::Ready, None));
     }
     None

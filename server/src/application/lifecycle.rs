@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use domain::{
     AgentName, NewSession, Prompt, Session, SessionError, SessionId, SessionStatus, SessionTitle,
-    ValidationError, WorkspacePath,
+    TaskId, ValidationError, WorkspacePath,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -97,6 +97,21 @@ impl SessionLifecycle {
     /// and its queue row.
     #[tracing::instrument(skip_all, fields(session_id))]
     pub async fn create(&self, request: CreateSessionRequest) -> Result<Session, LifecycleError> {
+        let (mut session, changes) = self.plan_create(request, None)?;
+        tracing::Span::current().record("session_id", tracing::field::display(session.id()));
+        self.unit_of_work.commit(changes).await?;
+        session.set_version(1);
+        tracing::info!(to = "queued", "session created");
+        Ok(session)
+    }
+
+    /// Validates a new session (for `parent_task`, when a task tree runs it) and returns it
+    /// queued, with the changes that store it: the caller adds its own and commits them together.
+    pub fn plan_create(
+        &self,
+        request: CreateSessionRequest,
+        parent_task: Option<TaskId>,
+    ) -> Result<(Session, ChangeSet), LifecycleError> {
         let now = Utc::now();
         if !PRIORITY_RANGE.contains(&request.priority) {
             return Err(ValidationError::new(
@@ -128,11 +143,10 @@ impl SessionLifecycle {
             prompt: Prompt::new(request.prompt)?,
             workspace: WorkspacePath::new(request.workspace)?,
             agent: agent.clone(),
-            parent_task: None,
+            parent_task,
             max_attempts,
         };
         let mut session = Session::new(new, now)?;
-        tracing::Span::current().record("session_id", tracing::field::display(session.id()));
         let created = session.created_event();
         let enqueued = session.enqueue(now)?;
         let mut changes = ChangeSet::new();
@@ -146,10 +160,7 @@ impl SessionLifecycle {
                 agent: agent.map(|a| a.into_inner()),
                 available_at: now,
             });
-        self.unit_of_work.commit(changes).await?;
-        session.set_version(1);
-        tracing::info!(to = "queued", "session created");
-        Ok(session)
+        Ok((session, changes))
     }
 
     /// Cancels a session: at once if it waits in the queue, else by asking its runner (which

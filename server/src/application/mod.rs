@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod decomposition;
 pub mod engine;
+pub mod execution;
 pub mod lifecycle;
 pub mod routing;
 mod session_service;
@@ -13,6 +14,7 @@ pub use decomposition::{
     TemplateLibrary,
 };
 pub use engine::{Engine, EngineConfig, EngineDeps, EngineStats};
+pub use execution::{AdvanceReport, ExecutionError, StartTaskRequest, TaskExecutor};
 pub use lifecycle::{CancelOutcome, CreateSessionRequest, LifecycleError, SessionLifecycle};
 pub use routing::{TaskRouter, TaskRoutingError};
 pub use session_service::SessionService;

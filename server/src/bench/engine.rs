@@ -334,6 +334,7 @@ pub async fn lifecycle(
         EngineDeps {
             sessions: store.sessions.clone(),
             agents: store.agents.clone(),
+            tasks: store.tasks.clone(),
             unit_of_work: store.unit_of_work.clone(),
             queue: store.queue.clone(),
             servers: Arc::new(InstantServers::new(agent, 1_000_000)),

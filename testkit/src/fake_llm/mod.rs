@@ -49,7 +49,7 @@ pub struct RecordedRequest {
     pub body: Value,
     /// A request without tools: answered with [`TITLE`], script untouched.
     pub is_title: bool,
-    /// The scripted reply it consumed; `None` for titles and for the default `"done"` answer.
+    /// The scripted (or responder's) reply it got; `None` for titles and the default `"done"`.
     pub reply: Option<Reply>,
 }
 
@@ -90,9 +90,14 @@ impl RecordedRequest {
     }
 }
 
+/// Answers an agent request from its JSON body when the script is empty; `None` falls back to
+/// [`DEFAULT_TEXT`]. Lets concurrent sessions each get the reply meant for them.
+pub type Responder = Arc<dyn Fn(&Value) -> Option<Reply> + Send + Sync>;
+
 /// Shared between the handle and the server's handlers.
 struct Shared {
     script: Mutex<VecDeque<Reply>>,
+    responder: Mutex<Option<Responder>>,
     requests: Mutex<Vec<RecordedRequest>>,
     /// Bumped on each recorded request, so waiters wake without polling.
     request_count: watch::Sender<usize>,
@@ -143,6 +148,7 @@ impl FakeLlm {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             script: Mutex::new(script.into_iter().collect()),
+            responder: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             request_count: watch::channel(0).0,
             shutdown: shutdown_rx.clone(),
@@ -184,6 +190,16 @@ impl FakeLlm {
     /// Appends a reply to the end of the script.
     pub fn push(&self, reply: Reply) {
         lock(&self.shared.script).push_back(reply);
+    }
+
+    /// Answers agent requests through `responder` whenever the script is empty (replacing any
+    /// earlier one). For work where several sessions talk to the fake at once: the reply can
+    /// depend on the conversation (say, on a marker in the prompt) instead of arrival order.
+    pub fn set_responder(
+        &self,
+        responder: impl Fn(&Value) -> Option<Reply> + Send + Sync + 'static,
+    ) {
+        *lock(&self.shared.responder) = Some(Arc::new(responder));
     }
 
     /// How many scripted replies are not consumed yet.
@@ -271,7 +287,11 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
         let scripted = if is_title {
             None
         } else {
-            lock(&shared.script).pop_front()
+            let next = lock(&shared.script).pop_front();
+            next.or_else(|| {
+                let responder = lock(&shared.responder).clone();
+                responder.and_then(|respond| respond(&body))
+            })
         };
         let mut requests = lock(&shared.requests);
         let seq = requests.len();

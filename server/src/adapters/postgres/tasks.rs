@@ -7,15 +7,15 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::adapters::sql::{
-    assignment_json, capabilities_json, map_insert_error, map_sqlx_error, task_from_row,
-    task_terms, to_i64,
+    assignment_json, capabilities_json, execution_json, map_insert_error, map_sqlx_error,
+    task_from_row, task_terms, to_i64,
 };
 use crate::ports::{RepositoryError, TaskRepository};
 
 /// A task row with its edges: subtasks by position, dependencies by id.
 const SELECT: &str = "SELECT id, title, description, complexity, parent_id, status,
         required_capabilities::text AS required_capabilities, created_at, updated_at, version,
-        deleted_at, assignment::text AS assignment,
+        deleted_at, assignment::text AS assignment, execution::text AS execution,
         ARRAY(SELECT s.child_id FROM task_subtasks s
             WHERE s.parent_id = tasks.id ORDER BY s.position) AS subtasks,
         ARRAY(SELECT d.depends_on FROM task_dependencies d
@@ -26,8 +26,9 @@ const SELECT: &str = "SELECT id, title, description, complexity, parent_id, stat
 pub(super) async fn insert(conn: &mut PgConnection, r: &TaskRecord) -> Result<(), RepositoryError> {
     sqlx::query(
         "INSERT INTO tasks (id, title, description, complexity, parent_id, status,
-            required_capabilities, created_at, updated_at, deleted_at, assignment, version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11::jsonb, 1)",
+            required_capabilities, created_at, updated_at, deleted_at, assignment, execution,
+            version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11::jsonb, $12::jsonb, 1)",
     )
     .bind(r.id.as_uuid())
     .bind(&r.title)
@@ -40,6 +41,7 @@ pub(super) async fn insert(conn: &mut PgConnection, r: &TaskRecord) -> Result<()
     .bind(r.updated_at)
     .bind(r.deleted_at)
     .bind(assignment_json(r.assignment.as_ref())?)
+    .bind(execution_json(&r.execution)?)
     .execute(&mut *conn)
     .await
     .map_err(|e| map_insert_error(e, "task", r.id.to_string()))?;
@@ -56,7 +58,8 @@ pub(super) async fn update(
     let done = sqlx::query(
         "UPDATE tasks SET title = $1, description = $2, complexity = $3, parent_id = $4,
             status = $5, required_capabilities = $6::jsonb, created_at = $7, updated_at = $8,
-            deleted_at = $9, assignment = $12::jsonb, version = version + 1
+            deleted_at = $9, assignment = $12::jsonb, execution = $13::jsonb,
+            version = version + 1
          WHERE id = $10 AND version = $11",
     )
     .bind(&r.title)
@@ -71,6 +74,7 @@ pub(super) async fn update(
     .bind(r.id.as_uuid())
     .bind(to_i64(r.version)?)
     .bind(assignment_json(r.assignment.as_ref())?)
+    .bind(execution_json(&r.execution)?)
     .execute(&mut *conn)
     .await
     .map_err(map_sqlx_error)?;

@@ -198,6 +198,10 @@ pub(crate) fn task_from_row(row: &(impl Columns + ?Sized)) -> Result<Task, Repos
             Some(raw) => Some(serde_json::from_str(&raw).map_err(|e| f.corrupt("assignment", e))?),
             None => None,
         },
+        execution: match f.opt_text("execution")? {
+            Some(raw) => serde_json::from_str(&raw).map_err(|e| f.corrupt("execution", e))?,
+            None => domain::TaskExecution::default(),
+        },
         created_at: f.time("created_at")?,
         updated_at: f.time("updated_at")?,
         version: f.u64("version")?,
@@ -214,6 +218,18 @@ pub(crate) fn assignment_json(
         .map(serde_json::to_string)
         .transpose()
         .map_err(|e| RepositoryError::OutOfRange(format!("task assignment: {e}")))
+}
+
+/// A task's execution record as stored: JSON text, or NULL while it is empty.
+pub(crate) fn execution_json(
+    execution: &domain::TaskExecution,
+) -> Result<Option<String>, RepositoryError> {
+    if execution.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(execution)
+        .map(Some)
+        .map_err(|e| RepositoryError::OutOfRange(format!("task execution: {e}")))
 }
 
 /// An `agents` row (every column, capabilities as JSON text).

@@ -9,7 +9,7 @@ mod queue;
 
 pub(crate) use commit::{apply, signals_of, ChangeWriter};
 pub(crate) use decode::{
-    agent_from_row, assignment_json, counts_from_rows, outbox_message_from_row,
+    agent_from_row, assignment_json, counts_from_rows, execution_json, outbox_message_from_row,
     queue_depth_from_row, queue_entry_from_row, session_event_from_row, session_from_row,
     task_from_row, Columns,
 };

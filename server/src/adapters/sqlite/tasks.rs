@@ -7,14 +7,14 @@ use sqlx::{QueryBuilder, SqliteConnection};
 
 use super::{json_array, ts, SqliteStore};
 use crate::adapters::sql::{
-    assignment_json, capabilities_json, map_insert_error, map_sqlx_error, task_from_row,
-    task_terms, to_i64,
+    assignment_json, capabilities_json, execution_json, map_insert_error, map_sqlx_error,
+    task_from_row, task_terms, to_i64,
 };
 use crate::ports::{RepositoryError, TaskRepository};
 
 /// A task row with its edges: subtasks by position, dependencies by id.
 const SELECT: &str = "SELECT id, title, description, complexity, parent_id, status,
-        required_capabilities, created_at, updated_at, version, deleted_at, assignment,
+        required_capabilities, created_at, updated_at, version, deleted_at, assignment, execution,
         (SELECT json_group_array(s.child_id ORDER BY s.position)
             FROM task_subtasks s WHERE s.parent_id = tasks.id) AS subtasks,
         (SELECT json_group_array(d.depends_on ORDER BY d.depends_on)
@@ -28,8 +28,9 @@ pub(super) async fn insert(
 ) -> Result<(), RepositoryError> {
     sqlx::query(
         "INSERT INTO tasks (id, title, description, complexity, parent_id, status,
-            required_capabilities, created_at, updated_at, deleted_at, assignment, version)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            required_capabilities, created_at, updated_at, deleted_at, assignment, execution,
+            version)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
     )
     .bind(r.id.to_string())
     .bind(&r.title)
@@ -42,6 +43,7 @@ pub(super) async fn insert(
     .bind(ts(r.updated_at))
     .bind(r.deleted_at.map(ts))
     .bind(assignment_json(r.assignment.as_ref())?)
+    .bind(execution_json(&r.execution)?)
     .execute(&mut *conn)
     .await
     .map_err(|e| map_insert_error(e, "task", r.id.to_string()))?;
@@ -58,7 +60,7 @@ pub(super) async fn update(
     let done = sqlx::query(
         "UPDATE tasks SET title = ?, description = ?, complexity = ?, parent_id = ?, status = ?,
             required_capabilities = ?, created_at = ?, updated_at = ?, deleted_at = ?,
-            assignment = ?, version = version + 1
+            assignment = ?, execution = ?, version = version + 1
          WHERE id = ? AND version = ?",
     )
     .bind(&r.title)
@@ -71,6 +73,7 @@ pub(super) async fn update(
     .bind(ts(r.updated_at))
     .bind(r.deleted_at.map(ts))
     .bind(assignment_json(r.assignment.as_ref())?)
+    .bind(execution_json(&r.execution)?)
     .bind(r.id.to_string())
     .bind(to_i64(r.version)?)
     .execute(&mut *conn)

@@ -23,7 +23,7 @@ use crate::ports::lock::DistributedLock;
 use crate::ports::workspaces::{CleanupPolicy, Workspaces};
 use crate::ports::{
     AgentRepository, AgentServers, ClaimRequest, DispatchQueue, QueueSignal, SessionRepository,
-    UnitOfWork,
+    TaskRepository, UnitOfWork,
 };
 
 /// The longest the dispatcher sleeps without a reason (see the module docs).
@@ -35,6 +35,8 @@ pub struct EngineDeps {
     pub sessions: Arc<dyn SessionRepository>,
     /// Agents' track records are updated when their sessions finish.
     pub agents: Arc<dyn AgentRepository>,
+    /// A session working on a task counts for the agent under the task's capabilities.
+    pub tasks: Arc<dyn TaskRepository>,
     pub unit_of_work: Arc<dyn UnitOfWork>,
     pub queue: Arc<dyn DispatchQueue>,
     pub servers: Arc<dyn AgentServers>,

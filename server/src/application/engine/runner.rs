@@ -23,8 +23,9 @@ use crate::ports::lock::LockKey;
 use crate::ports::workspaces::{path_hash, CleanupPolicy, Workspace, WorkspaceRequest};
 use crate::ports::{
     AgentEvent, AgentServer, AgentServerError, AgentSessionId, AgentSessionStatus, Aggregate,
-    ChangeSet, Claim, CreateSession, EventScope, Message, MessageId, NewEvent, PartContent,
-    PromptRequest, QueueLease, QueueOp, RemoteRef, RepositoryError, SessionAddress, ToolCallState,
+    ChangeSet, Claim, CreateSession, EventScope, Message, MessageId, ModelRef, NewEvent,
+    PartContent, PromptRequest, QueueLease, QueueOp, RemoteRef, RepositoryError, SessionAddress,
+    ToolCallState,
 };
 
 /// Reconciliations in a row that find the session idle with no reply before the turn counts as
@@ -393,6 +394,20 @@ impl Run<'_> {
 
     async fn send_prompt(&self) -> Result<(), AgentServerError> {
         let remote = self.remote.as_ref().expect("attached before prompting");
+        // A registered agent runs on its own model; any other agent name on the server's default.
+        let model = match self.session.agent() {
+            Some(name) => match self.shared.deps.agents.get_by_name(name).await {
+                Ok(agent) => agent.map(|a| ModelRef {
+                    provider_id: a.model().provider().to_owned(),
+                    model_id: a.model().model().to_owned(),
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, "agent registry unreadable; the server's model is used");
+                    None
+                }
+            },
+            None => None,
+        };
         let message_id = MessageId::parse(remote.message_id.clone())
             .map_err(|e| AgentServerError::Decode(e.to_string()))?;
         self.server
@@ -402,7 +417,7 @@ impl Run<'_> {
                     message_id,
                     text: self.session.prompt().as_str().to_owned(),
                     agent: self.session.agent().map(|a| a.as_str().to_owned()),
-                    model: None,
+                    model,
                 },
             )
             .await
@@ -648,28 +663,43 @@ impl Run<'_> {
         Ok(Turn::Done(outcome))
     }
 
-    /// Consumption of this attempt, read from the server (every reply to our prompt).
-    async fn usage(&self) -> MetricsDelta {
+    /// Consumption of this attempt, read from the server (every reply to our prompt), and the
+    /// agent's closing text (the text parts of its last reply), shortened to [`SUMMARY_CHARS`].
+    async fn read_turn(&self) -> (MetricsDelta, Option<String>) {
         let mut delta = MetricsDelta {
             duration_ms: u64::try_from(self.attempt_started.elapsed().as_millis())
                 .unwrap_or(u64::MAX),
             ..MetricsDelta::default()
         };
         let (Some(address), Some(remote)) = (self.address(), self.remote.as_ref()) else {
-            return delta;
+            return (delta, None);
         };
+        let mut summary = None;
         match self.server.messages(&address).await {
             Ok(messages) => {
                 let mut cost = 0.0f64;
-                for reply in messages
-                    .iter()
-                    .filter_map(|m| m.message.as_assistant())
-                    .filter(|a| {
+                let replies = messages.iter().filter(|m| {
+                    m.message.as_assistant().is_some_and(|a| {
                         a.parent_id
                             .as_ref()
                             .is_some_and(|p| p.as_str() == remote.message_id)
                     })
-                {
+                });
+                if let Some(last) = replies.clone().next_back() {
+                    let text: Vec<&str> = last
+                        .parts
+                        .iter()
+                        .filter_map(|p| match &p.content {
+                            PartContent::Text { text } => Some(text.trim()),
+                            _ => None,
+                        })
+                        .filter(|t| !t.is_empty())
+                        .collect();
+                    if !text.is_empty() {
+                        summary = Some(shorten(&text.join("\n"), SUMMARY_CHARS));
+                    }
+                }
+                for reply in replies.filter_map(|m| m.message.as_assistant()) {
                     delta.tokens_input += reply.tokens.input;
                     delta.tokens_output += reply.tokens.output;
                     delta.tokens_reasoning += reply.tokens.reasoning;
@@ -681,7 +711,7 @@ impl Run<'_> {
             }
             Err(error) => tracing::warn!(%error, "cannot read the replies' usage"),
         }
-        delta
+        (delta, summary)
     }
 
     /// The terminal commit: metrics, transition(s), workspace summary, queue row removed or
@@ -691,10 +721,11 @@ impl Run<'_> {
             self.session.status(),
             SessionStatus::Running | SessionStatus::Paused
         );
-        let mut delta = if running {
-            Some(self.usage().await)
+        let (mut delta, summary) = if running {
+            let (delta, summary) = self.read_turn().await;
+            (Some(delta), summary)
         } else {
-            None
+            (None, None)
         };
         let mut workspace_event = None;
         if let Some(workspace) = &self.workspace {
@@ -746,6 +777,16 @@ impl Run<'_> {
                 self.session.id().as_uuid(),
                 "workspace",
                 payload,
+                now,
+            ));
+        }
+        if let Some(summary) = summary {
+            // What the agent said it did: dependents of a task read it (untrusted text).
+            changes.event(NewEvent::new(
+                Aggregate::Session,
+                self.session.id().as_uuid(),
+                "result",
+                json!({ "summary": summary }),
                 now,
             ));
         }
@@ -848,11 +889,24 @@ impl Run<'_> {
         let Some((outcome, name)) = outcome.zip(self.session.agent().cloned()) else {
             return self.commit(changes).await;
         };
+        // The capabilities the session's task asked for: the record is kept per capability too.
+        let capabilities = match self.session.parent_task() {
+            Some(task) => match self.shared.deps.tasks.get(task).await {
+                Ok(task) => task
+                    .map(|t| t.required_capabilities().clone())
+                    .unwrap_or_default(),
+                Err(error) => {
+                    tracing::warn!(%error, "task unreadable; the track record skips capabilities");
+                    Default::default()
+                }
+            },
+            None => Default::default(),
+        };
         for _ in 0..8 {
             let mut batch = changes.clone();
             let agent = match self.shared.deps.agents.get_by_name(&name).await? {
                 Some(mut agent) => {
-                    agent.record_outcome(outcome, self.session.metrics(), now);
+                    agent.record_outcome_for(outcome, self.session.metrics(), &capabilities, now);
                     batch.update_agent(&agent);
                     Some(agent)
                 }
@@ -896,6 +950,17 @@ impl Run<'_> {
             self.session.set_version(version);
         }
         Ok(())
+    }
+}
+
+/// Longest closing text kept for a session's result.
+const SUMMARY_CHARS: usize = 2_000;
+
+/// `text` cut to at most `max` characters (on a character boundary), marked when cut.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 
