@@ -141,8 +141,6 @@ impl TaskExecutor {
         }
         let policy = request.policy.unwrap_or_default().validate()?;
         let mut task = self.get(root).await?;
-        let tree = self.tree(root).await?;
-        TaskGraph::validate(&tree)?;
         task.start_run(
             TreeRun {
                 workspace: workspace.as_str().to_owned(),
@@ -153,6 +151,9 @@ impl TaskExecutor {
             },
             Utc::now(),
         )?;
+        // Checked only now: `start_run` refuses a subtask, whose tree would lack its parent.
+        let tree = self.tree(root).await?;
+        TaskGraph::validate(&tree)?;
         let mut changes = ChangeSet::new();
         changes.update_task(&task);
         self.unit_of_work.commit(changes).await?;
