@@ -73,6 +73,7 @@ contract_on_every_backend!(
     unit_of_work::a_failing_change_rolls_back_the_whole_batch,
     unit_of_work::events_reach_the_outbox_with_their_change_in_order,
     unit_of_work::the_outbox_pages_by_limit,
+    unit_of_work::the_outbox_tails_after_an_id_published_or_not,
     unit_of_work::exactly_one_of_many_racing_writers_wins_per_version,
     unit_of_work::retrying_writers_lose_no_update,
     task_repository::a_task_tree_round_trips_with_order_and_edges,

@@ -123,6 +123,33 @@ impl TaskExecutor {
         }
     }
 
+    /// Checks a start request on its own (workspace is a git repository root, parallelism and
+    /// policy in range) without reading or writing anything: callers that store something first
+    /// (a new decomposition) check before, so a bad request leaves no half-state.
+    pub fn check_start(&self, request: &StartTaskRequest) -> Result<(), ExecutionError> {
+        let workspace = WorkspacePath::new(request.workspace.clone())?;
+        if !Path::new(workspace.as_str()).join(".git").exists() {
+            return Err(ValidationError::new(
+                "workspace",
+                format!("{} is not the root of a git repository", workspace.as_str()),
+            )
+            .into());
+        }
+        let max_parallel = request.max_parallel.unwrap_or(self.default_max_parallel);
+        if !(1..=domain::task::execution::MAX_PARALLEL).contains(&max_parallel) {
+            return Err(ValidationError::new(
+                "max_parallel",
+                format!(
+                    "must be between 1 and {}",
+                    domain::task::execution::MAX_PARALLEL
+                ),
+            )
+            .into());
+        }
+        request.policy.unwrap_or_default().validate()?;
+        Ok(())
+    }
+
     /// Starts the tree under `root`: validates the request and the tree, records the run on the
     /// root (`running`), and starts the first leaves.
     #[tracing::instrument(skip(self, request), fields(task_id = %root))]
@@ -300,30 +327,34 @@ impl TaskExecutor {
         Ok(report)
     }
 
-    /// Advances every running tree once (all replicas do this on their tick).
+    /// Advances every started tree that is not over once (all replicas do this on their tick):
+    /// running roots, and ready ones (a lone root task waiting to start, e.g. for an agent).
     pub async fn advance_all(&self) -> Result<usize, ExecutionError> {
-        let filter = TaskFilter {
-            status: Some(TaskStatus::Running),
-            roots_only: true,
-            ..TaskFilter::default()
-        };
-        let mut page = PageRequest::first(100)?;
         let mut advanced = 0;
-        loop {
-            let roots = self.tasks.list(&filter, &page).await?;
-            for root in &roots.items {
-                match self.advance(root.id()).await {
-                    Ok(_) => advanced += 1,
-                    Err(error) => {
-                        tracing::warn!(task = %root.id(), %error, "advancing a task tree failed")
+        for status in [TaskStatus::Running, TaskStatus::Ready] {
+            let filter = TaskFilter {
+                status: Some(status),
+                roots_only: true,
+                ..TaskFilter::default()
+            };
+            let mut page = PageRequest::first(100)?;
+            loop {
+                let roots = self.tasks.list(&filter, &page).await?;
+                for root in roots.items.iter().filter(|r| r.execution().run.is_some()) {
+                    match self.advance(root.id()).await {
+                        Ok(_) => advanced += 1,
+                        Err(error) => {
+                            tracing::warn!(task = %root.id(), %error, "advancing a task tree failed")
+                        }
                     }
                 }
-            }
-            match roots.next {
-                Some(cursor) => page = PageRequest::new(100, Some(cursor))?,
-                None => return Ok(advanced),
+                match roots.next {
+                    Some(cursor) => page = PageRequest::new(100, Some(cursor))?,
+                    None => break,
+                }
             }
         }
+        Ok(advanced)
     }
 
     /// Advances running trees every `tick` until `shutdown` turns true.

@@ -105,4 +105,10 @@ pub trait Outbox: Send + Sync + 'static {
     async fn pending(&self, limit: u32) -> Result<Vec<OutboxMessage>, RepositoryError>;
     /// Marks messages as relayed; marking one twice keeps its first time.
     async fn mark_published(&self, ids: &[i64], at: DateTime<Utc>) -> Result<(), RepositoryError>;
+    /// Messages with an id above `after_id`, published or not, at most `limit`, in id order (a
+    /// tail of the outbox for live streams).
+    async fn after(&self, after_id: i64, limit: u32)
+        -> Result<Vec<OutboxMessage>, RepositoryError>;
+    /// The newest message's id; 0 when the outbox is empty.
+    async fn last_id(&self) -> Result<i64, RepositoryError>;
 }

@@ -293,3 +293,29 @@ pub async fn retrying_writers_lose_no_update(store: &Store) {
         "created + one event per successful write"
     );
 }
+
+/// The outbox tail: every message above an id, published or not, in id order, bounded by limit;
+/// `last_id` is the newest id (0 when empty).
+pub async fn the_outbox_tails_after_an_id_published_or_not(store: &Store) {
+    assert_eq!(store.outbox.last_id().await.unwrap(), 0);
+    assert!(store.outbox.after(0, 10).await.unwrap().is_empty());
+    let sessions: Vec<Session> = (0..4).map(|_| SessionFactory::new().build()).collect();
+    let refs: Vec<&Session> = sessions.iter().collect();
+    seed_sessions(store, &refs).await;
+    let all = store.outbox.after(0, 100).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(store.outbox.last_id().await.unwrap(), all[3].id);
+    // Published messages stay in the tail.
+    store
+        .outbox
+        .mark_published(&[all[1].id], now())
+        .await
+        .unwrap();
+    let tail = store.outbox.after(all[0].id, 2).await.unwrap();
+    let ids: Vec<i64> = tail.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![all[1].id, all[2].id]);
+    assert!(tail[0].published_at.is_some());
+    assert_eq!(tail[1].event.aggregate_id, sessions[2].id().as_uuid());
+    assert!(store.outbox.after(all[3].id, 10).await.unwrap().is_empty());
+}

@@ -67,6 +67,34 @@ impl Outbox for PostgresStore {
         .collect()
     }
 
+    async fn after(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, RepositoryError> {
+        sqlx::query(
+            "SELECT id, aggregate_type, aggregate_id, event_type, payload::text AS payload,
+                occurred_at, published_at
+             FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx_error)?
+        .iter()
+        .map(outbox_message_from_row)
+        .collect()
+    }
+
+    async fn last_id(&self) -> Result<i64, RepositoryError> {
+        let (id,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_sqlx_error)?;
+        Ok(id)
+    }
+
     #[tracing::instrument(skip_all, fields(messages = ids.len()))]
     async fn mark_published(&self, ids: &[i64], at: DateTime<Utc>) -> Result<(), RepositoryError> {
         if ids.is_empty() {
