@@ -1,17 +1,42 @@
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 use secrecy::ExposeSecret;
 use server::bench::engine::EngineBench;
 use server::bench::{self, StorageBench};
-use server::cli::{BenchTarget, Cli, Command};
+use server::cli::{commands, BenchTarget, Cli, Command};
 use server::config::Settings;
 use server::startup::Application;
 use server::{storage, telemetry};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let mut settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+    if cli
+        .command
+        .as_ref()
+        .is_some_and(Command::is_operator_command)
+    {
+        // Short-lived and read by people or scripts: stdout carries only the result; warnings
+        // and errors go to stderr.
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .try_init();
+        let command = cli.command.expect("checked above");
+        return match commands::execute(&settings, command, cli.json).await {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(error) => {
+                eprintln!("error: {error}");
+                Ok(ExitCode::from(error.exit_code()))
+            }
+        };
+    }
     if matches!(
         cli.command,
         Some(Command::Bench {
@@ -97,8 +122,11 @@ async fn main() -> anyhow::Result<()> {
             let report = bench::engine::run(&bench).await?;
             print!("{report}");
         }
+        Command::Session { .. } | Command::Task { .. } | Command::Agent { .. } => {
+            unreachable!("operator commands return above")
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on Ctrl-C or SIGTERM, whichever comes first.
