@@ -12,10 +12,11 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    SsrMode, StaticSegment,
+    ParamSegment, SsrMode, StaticSegment,
 };
 
-/// The document around every page. Rendered on the server only.
+/// The document around every page. Rendered on the server only. (The wall screen, `/status`, is
+/// not a route of the app: see [`pages::render_status_document`].)
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
         <!DOCTYPE html>
@@ -43,16 +44,45 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/oio.css" />
         <Title text="OIO // orchestrator" />
         <Router>
-            <header class="border-b-4 border-ink px-4 py-2 flex items-baseline gap-6">
+            <header class="border-b-4 border-ink px-4 py-2 flex flex-wrap items-baseline gap-6">
                 <a href="/" class="font-bold no-underline text-lg tracking-tight">
                     "OIO//ORCHESTRATOR"
                 </a>
-                <span class="text-dim text-sm">"opencode industrial orchestrator"</span>
+                <nav data-testid="nav" class="flex flex-wrap gap-4 font-bold">
+                    <a href="/">"OVERVIEW"</a>
+                    <a href="/sessions">"SESSIONS"</a>
+                    <a href="/tasks">"TASKS"</a>
+                    <a href="/agents">"AGENTS"</a>
+                    // A full page load: the wall screen is served outside the app, without scripts.
+                    <a href=pages::STATUS_PATH rel="external">
+                        "STATUS"
+                    </a>
+                </nav>
+                <span class="text-dim text-sm ml-auto">"opencode industrial orchestrator"</span>
             </header>
             <main class="p-4">
+                // Async: every page is rendered in full before it is sent, so it reads without
+                // JavaScript.
                 <Routes fallback=|| pages::NotFound>
-                    // Async: the whole page is rendered before it is sent, so it reads without JavaScript.
-                    <Route path=StaticSegment("") view=pages::Dashboard ssr=SsrMode::Async />
+                    <Route path=StaticSegment("") view=pages::Overview ssr=SsrMode::Async />
+                    <Route path=StaticSegment("sessions") view=pages::Sessions ssr=SsrMode::Async />
+                    <Route
+                        path=(StaticSegment("sessions"), ParamSegment("id"))
+                        view=pages::SessionDetailPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=StaticSegment("tasks") view=pages::Tasks ssr=SsrMode::Async />
+                    <Route
+                        path=(StaticSegment("tasks"), ParamSegment("id"))
+                        view=pages::TaskDetailPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=StaticSegment("agents") view=pages::Agents ssr=SsrMode::Async />
+                    <Route
+                        path=(StaticSegment("agents"), ParamSegment("name"))
+                        view=pages::AgentEdit
+                        ssr=SsrMode::Async
+                    />
                 </Routes>
             </main>
         </Router>

@@ -7,7 +7,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::{Page, PageRequest, Session, SessionFilter};
+use domain::{Agent, Page, PageRequest, Session, SessionFilter, SessionId, Task, TaskId};
+
+use crate::api::{
+    AgentForm, AgentRow, FleetStatus, NewTaskForm, SessionDetail, SessionStats, StatusBoard,
+};
 
 /// Why a query could not be answered. Carries no adapter types across the boundary.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +21,21 @@ pub enum QueryError {
         field: &'static str,
         message: String,
     },
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a command was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A field the caller gave is wrong; shown next to that field.
+    #[error("invalid {field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// The command does not apply in the entity's current state.
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
 }
@@ -31,10 +50,69 @@ pub trait SessionQueries: Send + Sync + 'static {
     ) -> Result<Page<Session>, QueryError>;
 }
 
+/// One session in full, and aggregates over many.
+#[async_trait]
+pub trait SessionInsights: Send + Sync + 'static {
+    /// The session with its event log, timeline and last workspace diff; `None` if unknown.
+    async fn session_detail(&self, id: SessionId) -> Result<Option<SessionDetail>, QueryError>;
+    /// Counts by status, the last 24 hours by hour, and the latest failures.
+    async fn session_stats(&self) -> Result<SessionStats, QueryError>;
+}
+
+#[async_trait]
+pub trait SessionCommands: Send + Sync + 'static {
+    /// Returns what happened, for the operator (cancelled at once, or requested from the runner).
+    async fn cancel_session(&self, id: SessionId) -> Result<String, CommandError>;
+    async fn retry_session(&self, id: SessionId) -> Result<(), CommandError>;
+}
+
+#[async_trait]
+pub trait TaskQueries: Send + Sync + 'static {
+    /// Root tasks, newest first.
+    async fn list_root_tasks(&self, page: PageRequest) -> Result<Page<Task>, QueryError>;
+    /// The root and every descendant, parents before children; `None` if unknown.
+    async fn task_tree(&self, root: TaskId) -> Result<Option<Vec<Task>>, QueryError>;
+}
+
+#[async_trait]
+pub trait TaskCommands: Send + Sync + 'static {
+    /// Decomposes the requirement into a stored tree (and starts it if asked); the root's id.
+    async fn create_task(&self, form: NewTaskForm) -> Result<TaskId, CommandError>;
+}
+
+#[async_trait]
+pub trait AgentQueries: Send + Sync + 'static {
+    /// Every agent with its current load, by name.
+    async fn list_agents(&self) -> Result<Vec<AgentRow>, QueryError>;
+    async fn get_agent(&self, name: &str) -> Result<Option<Agent>, QueryError>;
+}
+
+#[async_trait]
+pub trait AgentCommands: Send + Sync + 'static {
+    async fn register_agent(&self, form: AgentForm) -> Result<Agent, CommandError>;
+    /// Changes capabilities, model and max concurrency of the agent named `form.name`.
+    async fn update_agent(&self, form: AgentForm) -> Result<Agent, CommandError>;
+}
+
+#[async_trait]
+pub trait FleetQueries: Send + Sync + 'static {
+    /// The OpenCode servers and the dispatch queue.
+    async fn fleet_status(&self) -> FleetStatus;
+    /// The wall screen's figures.
+    async fn status_board(&self) -> Result<StatusBoard, QueryError>;
+}
+
 /// Everything the server functions may call, provided once per request through context.
 #[derive(Clone)]
 pub struct AppServices {
     pub sessions: Arc<dyn SessionQueries>,
+    pub insights: Arc<dyn SessionInsights>,
+    pub session_commands: Arc<dyn SessionCommands>,
+    pub tasks: Arc<dyn TaskQueries>,
+    pub task_commands: Arc<dyn TaskCommands>,
+    pub agents: Arc<dyn AgentQueries>,
+    pub agent_commands: Arc<dyn AgentCommands>,
+    pub fleet: Arc<dyn FleetQueries>,
 }
 
 impl AppServices {

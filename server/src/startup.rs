@@ -5,7 +5,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use app::ports::AppServices;
 use app::{shell, App};
 use axum::Router;
 use leptos::prelude::*;
@@ -28,7 +27,7 @@ use crate::http;
 use crate::ports::lock::{DistributedLock, LockError};
 use crate::ports::workspaces::CleanupPolicy;
 use crate::ports::AgentServerError;
-use crate::storage::{self, StorageError};
+use crate::storage::{self, StorageError, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -58,6 +57,38 @@ pub struct TaskServices {
     pub decomposition: Arc<TaskDecompositionService>,
     pub router: Arc<TaskRouter>,
     pub executor: Arc<TaskExecutor>,
+}
+
+impl TaskServices {
+    /// The task services over `store`, with the built-in decomposition templates; `lifecycle`
+    /// creates the sessions of running trees. Used by [`Application::build`] and the CLI.
+    pub fn new(store: &Store, settings: &Settings, lifecycle: Arc<SessionLifecycle>) -> Self {
+        let router = Arc::new(TaskRouter::new(
+            store.tasks.clone(),
+            store.agents.clone(),
+            store.queue.clone(),
+            store.unit_of_work.clone(),
+        ));
+        Self {
+            agents: Arc::new(AgentService::new(
+                store.agents.clone(),
+                store.unit_of_work.clone(),
+            )),
+            decomposition: Arc::new(TaskDecompositionService::new(
+                store.unit_of_work.clone(),
+                TemplateLibrary::builtin(),
+            )),
+            router: router.clone(),
+            executor: Arc::new(TaskExecutor::new(
+                store.tasks.clone(),
+                store.sessions.clone(),
+                store.unit_of_work.clone(),
+                lifecycle,
+                router,
+                settings.engine.task_max_parallel,
+            )),
+        }
+    }
 }
 
 pub struct Application {
@@ -94,31 +125,7 @@ impl Application {
             store.queue.clone(),
             settings.engine.default_max_attempts,
         ));
-        let router = Arc::new(TaskRouter::new(
-            store.tasks.clone(),
-            store.agents.clone(),
-            store.queue.clone(),
-            store.unit_of_work.clone(),
-        ));
-        let tasks = TaskServices {
-            agents: Arc::new(AgentService::new(
-                store.agents.clone(),
-                store.unit_of_work.clone(),
-            )),
-            decomposition: Arc::new(TaskDecompositionService::new(
-                store.unit_of_work.clone(),
-                TemplateLibrary::builtin(),
-            )),
-            router: router.clone(),
-            executor: Arc::new(TaskExecutor::new(
-                store.tasks.clone(),
-                store.sessions.clone(),
-                store.unit_of_work.clone(),
-                lifecycle.clone(),
-                router,
-                settings.engine.task_max_parallel,
-            )),
-        };
+        let tasks = TaskServices::new(&store, settings, lifecycle.clone());
         // Every replica with an engine advances running task trees (idempotent across replicas).
         let scheduler_stop = settings.engine.enabled.then(|| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -171,9 +178,16 @@ impl Application {
             leptos_options.output_name = "oio".into();
         }
 
-        let services = AppServices {
-            sessions: Arc::new(SessionService::new(store.sessions.clone())),
-        };
+        let services = http::app_services::DashboardServices::new(
+            store.sessions.clone(),
+            store.outbox.clone(),
+            store.tasks.clone(),
+            store.queue.clone(),
+            lifecycle.clone(),
+            tasks.clone(),
+            fleet.clone(),
+        )
+        .into_app_services(Arc::new(SessionService::new(store.sessions.clone())));
         let routes = generate_route_list(App);
         let router = Router::new()
             .leptos_routes_with_context(
@@ -190,11 +204,18 @@ impl Application {
             )
             .fallback(leptos_axum::file_and_error_handler(shell))
             .with_state(leptos_options)
+            .merge(http::app_services::status_routes(services.clone()))
             .merge(http::health_routes(
                 store.sessions.clone(),
                 fleet.clone(),
                 Some(store.queue.clone()),
             ))
+            .merge(http::api::routes(http::api::ApiState::new(
+                &store,
+                lifecycle.clone(),
+                tasks.clone(),
+                fleet.clone(),
+            )))
             .layer(TraceLayer::new_for_http());
 
         Ok(Self {

@@ -17,7 +17,7 @@ pub fn Dashboard() -> impl IntoView {
     let (refreshes, set_refreshes) = signal(0u32);
     let sessions = Resource::new(
         move || (status_filter(), after(), refreshes.get()),
-        |(status, after, _)| list_sessions(status, None, after),
+        |(status, after, _)| list_sessions(status, None, after, None),
     );
 
     // Effects never run during server rendering: this flips only once the WASM has hydrated.
@@ -45,7 +45,7 @@ pub fn Dashboard() -> impl IntoView {
                         format!("{n} refresh{}", if n == 1 { "" } else { "es" })
                     }}
                 </span>
-                <StatusFilter selected=status_filter() />
+                <StatusFilter selected=query.read_untracked().get("status") />
             </div>
             <Transition fallback=|| view! { <p>"loading sessions…"</p> }>
                 {move || {
@@ -121,7 +121,7 @@ fn NextPage(next: Option<Cursor>, status: Option<String>) -> impl IntoView {
 }
 
 #[component]
-fn SessionTable(sessions: Vec<Session>) -> impl IntoView {
+pub(crate) fn SessionTable(sessions: Vec<Session>) -> impl IntoView {
     if sessions.is_empty() {
         return view! {
             <p data-testid="sessions-empty" class="border-2 border-dashed border-ink p-4">
@@ -165,7 +165,9 @@ fn SessionRow(session: Session) -> impl IntoView {
     let metrics = session.metrics();
     view! {
         <tr data-testid="session-row" data-status=status.as_str()>
-            <td title=id>{short_id}</td>
+            <td title=id.clone()>
+                <a href=format!("/sessions/{id}")>{short_id}</a>
+            </td>
             // Titles can come from agents or users: text nodes, so Leptos escapes them.
             <td>{session.title().as_str().to_owned()}</td>
             <td class:text-alert=alert class:font-bold=alert>

@@ -1,8 +1,27 @@
 //! One module per page.
 
+mod agents;
+mod common;
 mod dashboard;
+#[cfg(feature = "hydrate")]
+mod live;
+mod overview;
+mod session_detail;
+mod sessions;
+mod status;
+mod task_detail;
+mod tasks;
 
+pub use agents::{AgentEdit, Agents};
 pub use dashboard::Dashboard;
+pub use overview::Overview;
+pub use session_detail::{SessionDetailPage, SESSION_EVENT_TYPES};
+pub use sessions::Sessions;
+#[cfg(feature = "ssr")]
+pub use status::render_status_document;
+pub use status::STATUS_PATH;
+pub use task_detail::TaskDetailPage;
+pub use tasks::Tasks;
 
 use leptos::prelude::*;
 

@@ -1,5 +1,7 @@
 //! Inbound HTTP: health probes beside the Leptos routes. REST and SSE routes join here.
 
+pub mod api;
+pub mod app_services;
 mod health;
 
 pub use health::routes as health_routes;
