@@ -63,13 +63,37 @@ cargo test -p domain -p app -p server -p testkit 2>&1 | tee "$LOG_DIR/cargo-test
 say "cargo leptos build: server binary + hydrated WASM + Tailwind CSS"
 cargo leptos build
 
-say "end-to-end: starting the orchestrator on a free port with a fresh SQLite file"
+say "end-to-end: the fake LLM and one real OpenCode server (testkit's e2e-fleet)"
+cargo build -p testkit --bin e2e-fleet
 E2E_DATA="$(mktemp -d)"
+"$CARGO_TARGET_DIR/debug/e2e-fleet" > "$LOG_DIR/fleet.out" 2> "$LOG_DIR/fleet.err" &
+FLEET_PID=$!
+SERVER_PID=""
+# TERM, not KILL: the fleet stops OpenCode's whole process group on its way out.
+trap 'kill "$SERVER_PID" 2>/dev/null || true; kill -TERM "$FLEET_PID" 2>/dev/null || true; wait "$FLEET_PID" 2>/dev/null || true; rm -rf "$LOG_DIR" "$E2E_DATA"' EXIT
+for _ in $(seq 1 450); do
+  grep -q '^e2e-fleet: ready$' "$LOG_DIR/fleet.out" && break
+  kill -0 "$FLEET_PID" 2>/dev/null || { cat "$LOG_DIR/fleet.err" >&2; echo "e2e-fleet died" >&2; exit 1; }
+  sleep 0.2
+done
+grep -q '^e2e-fleet: ready$' "$LOG_DIR/fleet.out" || { cat "$LOG_DIR/fleet.err" >&2; echo "e2e-fleet never became ready" >&2; exit 1; }
+OPENCODE_URL="$(sed -n 's/^e2e-fleet: opencode \([^ ]*\) password .*$/\1/p' "$LOG_DIR/fleet.out")"
+OPENCODE_PASSWORD="$(sed -n 's/^e2e-fleet: opencode [^ ]* password \(.*\)$/\1/p' "$LOG_DIR/fleet.out")"
+E2E_REPO="$(sed -n 's/^e2e-fleet: repo \(.*\)$/\1/p' "$LOG_DIR/fleet.out")"
+skip "OpenCode at $OPENCODE_URL, repository $E2E_REPO"
+cat > "$E2E_DATA/oio.toml" <<TOML
+[[opencode.servers]]
+url = "$OPENCODE_URL"
+password = "$OPENCODE_PASSWORD"
+capacity = 4
+TOML
+
+say "end-to-end: starting the orchestrator on a free port with a fresh SQLite file"
 export LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_OUTPUT_NAME=oio
-OIO_DATA_DIR="$E2E_DATA" DATABASE_URL="" "$CARGO_TARGET_DIR/debug/server" serve --listen 127.0.0.1:0 \
+OIO_CONFIG="$E2E_DATA/oio.toml" OIO_DATA_DIR="$E2E_DATA" OIO_ENGINE__TASK_TICK_MS=300 DATABASE_URL="" \
+  "$CARGO_TARGET_DIR/debug/server" serve --listen 127.0.0.1:0 \
   > "$LOG_DIR/server.out" 2> "$LOG_DIR/server.err" &
 SERVER_PID=$!
-trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$LOG_DIR" "$E2E_DATA"' EXIT
 BASE_URL=""
 for _ in $(seq 1 100); do
   BASE_URL="$(sed -n 's|^oio: dashboard on \(http://[^ ]*\)/$|\1|p' "$LOG_DIR/server.out")"
@@ -80,8 +104,16 @@ done
 [ -n "$BASE_URL" ] || { cat "$LOG_DIR/server.err" >&2; echo "server never became ready" >&2; exit 1; }
 skip "server ready at $BASE_URL"
 
-say "end-to-end: Playwright in Debian Chromium"
-BASE_URL="$BASE_URL" npx playwright test --config end2end/playwright.config.ts 2>&1 | tee "$LOG_DIR/e2e.log"
+say "end-to-end: Playwright in Debian Chromium (screenshots in end2end/artifacts)"
+set +e
+BASE_URL="$BASE_URL" E2E_REPO="$E2E_REPO" npx playwright test --config end2end/playwright.config.ts 2>&1 | tee "$LOG_DIR/e2e.log"
+E2E_STATUS=${PIPESTATUS[0]}
+set -e
+if [ "$E2E_STATUS" -ne 0 ]; then
+  echo "--- server log (last 80 lines) ---" >&2
+  tail -n 80 "$LOG_DIR/server.err" >&2
+  exit "$E2E_STATUS"
+fi
 kill "$SERVER_PID" 2>/dev/null || true
 
 # One closing line over every runner above, summed from their own reports.

@@ -350,6 +350,16 @@ fn subtasks_of_a_parent_wait_for_the_parents_dependencies_and_parents_roll_up() 
 }
 
 #[test]
+fn a_root_without_subtasks_is_its_own_leaf() {
+    let mut w = World::new(&[(0, None, &[])], 2, FailurePolicy::FailFast);
+    assert_eq!(w.status(0), TaskStatus::Ready);
+    assert_eq!(w.step().start, ids(&[0]));
+    assert_eq!(w.status(0), TaskStatus::Running);
+    w.end(0, SessionStatus::Completed);
+    assert_eq!(w.step().root_status, TaskStatus::Completed);
+}
+
+#[test]
 fn a_tree_that_was_not_started_is_refused() {
     let tasks = vec![Task::new(
         NewTask {

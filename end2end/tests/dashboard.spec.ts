@@ -65,12 +65,14 @@ test.describe("dashboard", () => {
     expect(await health.json()).toEqual({ status: "ok" });
     const ready = await request.get("/readyz");
     expect(ready.status()).toBe(200);
-    // No OpenCode server configured in this run: an empty fleet, still ready; nothing queued.
-    expect(await ready.json()).toEqual({
-      status: "ready",
-      checks: { database: "ok" },
-      opencode: [],
-      queue: { waiting: 0, leased: 0, expired: 0 },
-    });
+    // The end-to-end fleet's one OpenCode server, healthy, its address without the password.
+    const body = await ready.json();
+    expect(body.status).toBe("ready");
+    expect(body.checks).toEqual({ database: "ok" });
+    expect(body.opencode).toHaveLength(1);
+    expect(body.opencode[0]).toMatchObject({ healthy: true, breaker: "closed", capacity: 4 });
+    expect(body.opencode[0].server).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(JSON.stringify(body)).not.toContain("password");
+    expect(body.queue).toMatchObject({ expired: 0 });
   });
 });

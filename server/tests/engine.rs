@@ -295,6 +295,12 @@ async fn a_session_runs_in_its_own_worktree_to_completion_with_metrics_and_a_ful
         .find(|e| e.event_type == "session.workspace")
         .unwrap();
     assert_eq!(workspace.payload["files"][0]["path"], "hello.txt");
+    let patch = workspace.payload["patch"].as_str().unwrap();
+    assert!(
+        patch.contains("+++ b/hello.txt") && patch.contains("+hello"),
+        "{patch}"
+    );
+    assert_eq!(workspace.payload["patch_truncated"], false);
     assert!(rig.store.queue.entry(session.id()).await.unwrap().is_none());
     assert!(
         !engine

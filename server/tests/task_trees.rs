@@ -226,9 +226,40 @@ async fn a_leaf_nobody_can_take_waits_until_an_agent_appears(store: Store) {
     executor.advance(root).await.unwrap();
     assert_eq!(task(&store, c).await.version(), waiting.version());
 
+    // A lone root task is its own leaf: it waits `ready` for an agent too, and the scheduler's
+    // pass over started trees (running AND ready roots) picks it up.
+    let lone = TaskFactory::new()
+        .title("set up the pipeline")
+        .capabilities(&[AgentCapability::Devops])
+        .build();
+    let mut changes = ChangeSet::new();
+    changes.insert_task(&lone);
+    store.unit_of_work.commit(changes).await.unwrap();
+    let started = executor
+        .start(lone.id(), start_request(&repo))
+        .await
+        .unwrap();
+    assert_eq!(started.status(), TaskStatus::Ready);
+    assert!(started
+        .execution()
+        .note
+        .as_deref()
+        .unwrap()
+        .starts_with("waiting for an agent"));
+
     register(&store, "ops", &["devops"]).await;
-    let report = executor.advance(root).await.unwrap();
-    assert_eq!(report.started.len(), 1);
+    assert!(
+        executor.advance_all().await.unwrap() >= 2,
+        "both trees advanced"
+    );
+    let lone = task(&store, lone.id()).await;
+    assert_eq!(lone.status(), TaskStatus::Running);
+    assert_eq!(lone.assignment().unwrap().agent, "ops");
+    assert_eq!(sessions_of(&store, lone.id()).await.len(), 1);
+    assert!(
+        report.started.is_empty(),
+        "c was started by advance_all already"
+    );
     let running = task(&store, c).await;
     assert_eq!(running.status(), TaskStatus::Running);
     assert_eq!(running.assignment().unwrap().agent, "ops");

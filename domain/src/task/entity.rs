@@ -351,8 +351,8 @@ impl Task {
         &self.execution
     }
 
-    /// Starts the tree under this root: records how it runs and moves it to `running`. Only a
-    /// root that never ran (`pending` or `ready`).
+    /// Starts the tree under this root: records how it runs and moves it to `running` (a root
+    /// without subtasks to `ready`: it is the one leaf to start). Only a root that never ran.
     pub fn start_run(&mut self, run: TreeRun, now: DateTime<Utc>) -> Result<(), TaskError> {
         if self.parent.is_some() {
             return Err(TaskError::invalid(
@@ -374,7 +374,13 @@ impl Task {
         let mut execution = self.execution.clone();
         execution.run = Some(run);
         check_execution(&execution)?;
-        self.walk_to(TaskStatus::Running, now)?;
+        // A root with subtasks runs through them; a lone task is itself the leaf to start.
+        let to = if self.subtasks.is_empty() {
+            TaskStatus::Ready
+        } else {
+            TaskStatus::Running
+        };
+        self.walk_to(to, now)?;
         self.execution = execution;
         Ok(())
     }

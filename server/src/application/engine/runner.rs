@@ -759,6 +759,10 @@ impl Run<'_> {
                         "files": diff.files.iter().map(|f| json!({
                             "path": f.path, "additions": f.additions, "deletions": f.deletions,
                         })).collect::<Vec<_>>(),
+                        // The unified diff itself, bounded: the dashboard shows it (escaped) even
+                        // after the worktree is cleaned up.
+                        "patch": shorten_bytes(&diff.patch, PATCH_BYTES),
+                        "patch_truncated": diff.patch.len() > PATCH_BYTES,
                     }));
                 }
                 Err(error) => tracing::warn!(%error, "workspace diff failed"),
@@ -951,6 +955,21 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// Most bytes of a session's unified diff kept in its log.
+const PATCH_BYTES: usize = 256 * 1024;
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn shorten_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Longest closing text kept for a session's result.
