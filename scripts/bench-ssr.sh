@@ -5,6 +5,7 @@
 # Figures only: nothing is asserted.
 #
 #   bash scripts/bench-ssr.sh [SESSIONS=10000] [CONNECTIONS=200] [DURATION=20s] [PATH=/sessions]
+#   BENCH_PROFILE=release bash scripts/bench-ssr.sh …   (an optimised server binary; slower to build)
 source "$(dirname "$0")/lib.sh"
 
 SESSIONS="${1:-10000}"
@@ -15,14 +16,18 @@ PAGE="${4:-/sessions}"
 ensure_build_tools
 ensure_apt wrk curl
 
-say "build: the server binary (cargo leptos build, debug)"
+PROFILE="${BENCH_PROFILE:-debug}"
+say "build: site assets (cargo leptos build) and the $PROFILE server binary"
 cargo leptos build
+if [ "$PROFILE" = release ]; then
+  cargo build --release -p server --bin server
+fi
 
 DATA="$(mktemp -d)"
 LOG="$DATA/server.log"
 export LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_OUTPUT_NAME=oio
 OIO_DATA_DIR="$DATA" OIO_ENGINE__ENABLED=false OIO_LOG__FILTER=warn DATABASE_URL="" \
-  "$CARGO_TARGET_DIR/debug/server" serve --listen 127.0.0.1:0 > "$DATA/server.out" 2> "$LOG" &
+  "$CARGO_TARGET_DIR/$PROFILE/server" serve --listen 127.0.0.1:0 > "$DATA/server.out" 2> "$LOG" &
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true; rm -rf "$DATA"' EXIT
 BASE=""
@@ -41,11 +46,11 @@ seq 1 "$SESSIONS" | xargs -P 8 -I{} curl -fsS -o /dev/null -X POST "$BASE/api/v1
   -d "{\"title\":\"bench session {}\",\"prompt\":\"render me <b>{}</b>\",\"workspace\":\"$REPO\"}"
 skip "stored: $(curl -fsS "$BASE/api/v1/sessions?limit=1" | head -c 120)…"
 
-say "wrk: $CONNECTIONS connections, $DURATION, GET $PAGE (debug build)"
+say "wrk: $CONNECTIONS connections, $DURATION, GET $PAGE ($PROFILE build)"
 wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency --timeout 30s "$BASE$PAGE" | tee "$DATA/wrk.txt"
 
 p50="$(awk '$1 == "50%" { print $2 }' "$DATA/wrk.txt")"
 p99="$(awk '$1 == "99%" { print $2 }' "$DATA/wrk.txt")"
 rps="$(awk '/^Requests\/sec/ { print $2 }' "$DATA/wrk.txt")"
 say "summary"
-echo "ssr $PAGE with $SESSIONS sessions, $CONNECTIONS connections: p50 $p50, p99 $p99, $rps req/s"
+echo "ssr $PAGE ($PROFILE) with $SESSIONS sessions, $CONNECTIONS connections: p50 $p50, p99 $p99, $rps req/s"
