@@ -28,7 +28,7 @@ pub use routing::{route, AgentScore, Candidate, RoutingDecision, RoutingError, R
 pub use session::{
     ExecutionMetrics, MetricsDelta, NewSession, ParseSessionStatusError, Prompt, Session,
     SessionCommand, SessionError, SessionEvent, SessionOutcome, SessionRecord, SessionStatus,
-    SessionTitle, WorkspacePath,
+    SessionTitle, WorkspacePath, WorkspaceRecord,
 };
 pub use task::{
     FailurePolicy, NewTask, ParseTaskComplexityError, ParseTaskStatusError, Task, TaskAssignment,

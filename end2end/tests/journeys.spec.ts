@@ -118,6 +118,7 @@ test("a task created from the form runs its sessions live to completion; a sessi
   await page.waitForURL(/\/sessions\/[0-9a-f-]{36}$/);
   await expect(page.getByTestId("session-status")).toHaveText("completed");
   await expect(page.getByTestId("diff")).toContainText("+written by the e2e fleet");
+  await expect(page.getByTestId("diff-files")).toContainText(".txt");
   await expect(page.getByTestId("event-row").first()).toBeVisible();
   await page.screenshot({ path: `${ARTIFACTS}/session-detail.png`, fullPage: true });
   expect(errors, errors.join("\n")).toEqual([]);

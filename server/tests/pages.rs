@@ -92,7 +92,7 @@ async fn seed_hostile_session(app: &TestApp) -> Session {
             serde_json::json!({
                 "patch": patch,
                 "patch_truncated": true,
-                "files": ["index.html"],
+                "files": [{"path": "index.html", "additions": 1, "deletions": 0}],
             }),
             at,
         ));

@@ -104,27 +104,14 @@ pub struct WorkspaceDiff {
 }
 
 impl WorkspaceDiff {
+    /// From a `session.workspace` payload ([`domain::WorkspaceRecord`]); an unreadable one shows
+    /// as an empty diff.
     pub fn from_payload(payload: &serde_json::Value) -> Self {
+        let record = domain::WorkspaceRecord::deserialize(payload).unwrap_or_default();
         Self {
-            patch: payload
-                .get("patch")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned(),
-            truncated: payload
-                .get("patch_truncated")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-            files: payload
-                .get("files")
-                .and_then(|v| v.as_array())
-                .map(|files| {
-                    files
-                        .iter()
-                        .filter_map(|f| f.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            files: record.paths(),
+            patch: record.patch,
+            truncated: record.patch_truncated,
         }
     }
 }
@@ -333,10 +320,17 @@ mod tests {
 
     #[test]
     fn workspace_payload_tolerates_missing_fields() {
-        let d = WorkspaceDiff::from_payload(&json!({"patch": "+a\n-b", "files": ["x", 3]}));
+        // The engine writes files as `{path, additions, deletions}` objects.
+        let d = WorkspaceDiff::from_payload(
+            &json!({"patch": "+a\n-b", "files": [{"path": "x", "additions": 1}]}),
+        );
         assert_eq!(d.patch, "+a\n-b");
         assert!(!d.truncated);
         assert_eq!(d.files, vec!["x".to_owned()]);
+        assert_eq!(
+            WorkspaceDiff::from_payload(&json!({})),
+            WorkspaceDiff::default()
+        );
     }
 
     #[test]

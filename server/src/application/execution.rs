@@ -19,7 +19,7 @@ use chrono::Utc;
 use domain::task::execution::{effective_dependencies, plan, Advance, SessionView};
 use domain::{
     FailurePolicy, SessionId, SessionStatus, Task, TaskError, TaskFilter, TaskGraph, TaskId,
-    TaskResult, TaskStatus, TreeRun, ValidationError, WorkspacePath,
+    TaskResult, TaskStatus, TreeRun, ValidationError, WorkspacePath, WorkspaceRecord,
 };
 use domain::{PageRequest, RoutingError};
 use serde::{Deserialize, Serialize};
@@ -458,24 +458,20 @@ impl TaskExecutor {
             ..TaskResult::default()
         };
         for event in events {
-            // Stored as `session.<kind>`.
-            let kind = event.event_type.rsplit('.').next().unwrap_or_default();
-            match kind {
-                "workspace" => {
-                    let p = &event.payload;
-                    result.branch = p["branch"].as_str().map(str::to_owned);
-                    result.commit = p["snapshot"].as_str().map(str::to_owned);
-                    result.files = p["files"]
-                        .as_array()
-                        .map(|files| {
-                            files
-                                .iter()
-                                .filter_map(|f| f["path"].as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default();
+            match event.event_type.as_str() {
+                WorkspaceRecord::EVENT_TYPE => {
+                    match serde_json::from_value::<WorkspaceRecord>(event.payload) {
+                        Ok(record) => {
+                            result.files = record.paths();
+                            result.branch = Some(record.branch);
+                            result.commit = record.snapshot;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%session, %error, "unreadable workspace event skipped")
+                        }
+                    }
                 }
-                "result" => {
+                "session.result" => {
                     result.summary = event.payload["summary"]
                         .as_str()
                         .unwrap_or_default()

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use domain::{MetricsDelta, Session, SessionStatus};
+use domain::session::ChangedFileRecord;
+use domain::{MetricsDelta, Session, SessionStatus, WorkspaceRecord};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::watch;
@@ -751,19 +752,25 @@ impl Run<'_> {
                             tracing::warn!(%error, "snapshot failed");
                             None
                         });
-                    workspace_event = Some(json!({
-                        "branch": workspace.branch,
-                        "path": workspace.path.display().to_string(),
-                        "base_commit": workspace.base_commit,
-                        "snapshot": snapshot,
-                        "files": diff.files.iter().map(|f| json!({
-                            "path": f.path, "additions": f.additions, "deletions": f.deletions,
-                        })).collect::<Vec<_>>(),
+                    workspace_event = Some(WorkspaceRecord {
+                        branch: workspace.branch.clone(),
+                        path: workspace.path.display().to_string(),
+                        base_commit: workspace.base_commit.clone(),
+                        snapshot,
+                        files: diff
+                            .files
+                            .iter()
+                            .map(|f| ChangedFileRecord {
+                                path: f.path.clone(),
+                                additions: f.additions,
+                                deletions: f.deletions,
+                            })
+                            .collect(),
                         // The unified diff itself, bounded: the dashboard shows it (escaped) even
                         // after the worktree is cleaned up.
-                        "patch": shorten_bytes(&diff.patch, PATCH_BYTES),
-                        "patch_truncated": diff.patch.len() > PATCH_BYTES,
-                    }));
+                        patch: shorten_bytes(&diff.patch, PATCH_BYTES).to_owned(),
+                        patch_truncated: diff.patch.len() > PATCH_BYTES,
+                    });
                 }
                 Err(error) => tracing::warn!(%error, "workspace diff failed"),
             }
@@ -775,12 +782,13 @@ impl Run<'_> {
             let event = self.session.record_metrics(delta, now)?;
             changes.event(&event);
         }
-        if let Some(payload) = workspace_event {
+        if let Some(record) = workspace_event {
             changes.event(NewEvent::new(
                 Aggregate::Session,
                 self.session.id().as_uuid(),
-                "workspace",
-                payload,
+                WorkspaceRecord::KIND,
+                // Plain data: serialising it cannot fail.
+                serde_json::to_value(record).expect("workspace records serialise"),
                 now,
             ));
         }

@@ -153,7 +153,7 @@ pub struct SessionEvents {
 }
 
 /// What a session changed in its worktree, from its last `session.workspace` event.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionDiff {
     #[serde(default)]
     pub files: Vec<DiffFile>,
@@ -169,13 +169,33 @@ pub struct SessionDiff {
     pub snapshot: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DiffFile {
     pub path: String,
     #[serde(default)]
     pub additions: u64,
     #[serde(default)]
     pub deletions: u64,
+}
+
+impl From<domain::WorkspaceRecord> for SessionDiff {
+    fn from(record: domain::WorkspaceRecord) -> Self {
+        Self {
+            files: record
+                .files
+                .into_iter()
+                .map(|f| DiffFile {
+                    path: f.path,
+                    additions: f.additions,
+                    deletions: f.deletions,
+                })
+                .collect(),
+            patch: record.patch,
+            patch_truncated: record.patch_truncated,
+            branch: Some(record.branch).filter(|b| !b.is_empty()),
+            snapshot: record.snapshot,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

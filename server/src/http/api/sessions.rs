@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use domain::{AgentName, SessionFilter, SessionId, SessionStatus, TaskId};
+use domain::{AgentName, SessionFilter, SessionId, SessionStatus, TaskId, WorkspaceRecord};
 
 use super::dto::{
     CancelBody, CancelOutcomeDto, CancelResponse, CreateSessionBody, ErrorBody, RetryBody,
@@ -16,7 +16,6 @@ use crate::application::lifecycle::PRIORITY_RANGE;
 use crate::application::CancelOutcome;
 
 /// The event that carries a session's worktree diff.
-const WORKSPACE_EVENT: &str = "session.workspace";
 
 #[utoipa::path(
     get, path = "/api/v1/sessions", tag = "sessions",
@@ -133,16 +132,16 @@ pub async fn diff(
     let last = events
         .into_iter()
         .rev()
-        .find(|e| e.event_type == WORKSPACE_EVENT)
+        .find(|e| e.event_type == WorkspaceRecord::EVENT_TYPE)
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "session {id} has no workspace diff yet (it is recorded when a run ends)"
             ))
         })?;
-    let diff: SessionDiff = serde_json::from_value(last.payload).map_err(|e| {
+    let record: WorkspaceRecord = serde_json::from_value(last.payload).map_err(|e| {
         ApiError::Internal(format!("session {id}: unreadable workspace event: {e}"))
     })?;
-    Ok(Json(diff))
+    Ok(Json(record.into()))
 }
 
 #[utoipa::path(
