@@ -29,7 +29,9 @@ pub fn fmt_duration(ms: u64) -> String {
 
 /// Whether a status name is one of the failures (the only thing shown in the alert colour).
 pub fn is_failure(status: &str) -> bool {
-    matches!(status, "failed" | "timed_out")
+    status
+        .parse::<domain::SessionStatus>()
+        .is_ok_and(domain::SessionStatus::is_failure)
 }
 
 /// A status as a table cell: failures in the alert colour, bold.

@@ -159,7 +159,7 @@ pub(crate) fn SessionTable(sessions: Vec<Session>) -> impl IntoView {
 #[component]
 fn SessionRow(session: Session) -> impl IntoView {
     let status = session.status();
-    let alert = matches!(status, SessionStatus::Failed | SessionStatus::TimedOut);
+    let alert = status.is_failure();
     let id = session.id().to_string();
     let short_id: String = id.chars().take(8).collect();
     let metrics = session.metrics();

@@ -130,7 +130,7 @@ fn Detail(
     };
     let m = *s.metrics();
     let cancellable = status.can_transition_to(SessionStatus::Cancelled);
-    let retryable = matches!(status, SessionStatus::Failed | SessionStatus::TimedOut);
+    let retryable = status.is_failure();
     let field = |label: &'static str, value: String| {
         view! {
             <tr>

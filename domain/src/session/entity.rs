@@ -318,9 +318,7 @@ impl Session {
 
     /// Whether [`Session::retry`] would succeed now.
     pub fn can_retry(&self) -> bool {
-        !self.is_deleted()
-            && matches!(self.status, SessionStatus::Failed | SessionStatus::TimedOut)
-            && self.attempt < self.max_attempts
+        !self.is_deleted() && self.status.is_failure() && self.attempt < self.max_attempts
     }
 
     /// The session with the version its storage row carries.

@@ -84,6 +84,12 @@ impl SessionStatus {
         )
     }
 
+    /// The attempt went wrong (`failed` or `timed_out`): what operators are alerted to, and what
+    /// a retry may take back to the queue.
+    pub const fn is_failure(self) -> bool {
+        matches!(self, Self::Failed | Self::TimedOut)
+    }
+
     /// Nothing can ever happen to the session again (no retry out of it).
     pub const fn is_final(self) -> bool {
         matches!(self, Self::Completed | Self::Cancelled)
@@ -261,6 +267,15 @@ mod tests {
         (Paused, TimedOut),
         (Failed, Queued),
     ];
+
+    #[test]
+    fn failures_are_failed_and_timed_out_only() {
+        let failures: Vec<_> = SessionStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_failure())
+            .collect();
+        assert_eq!(failures, [SessionStatus::Failed, SessionStatus::TimedOut]);
+    }
 
     #[test]
     fn transition_table_is_exactly_the_specified_one() {

@@ -223,10 +223,7 @@ impl SessionLifecycle {
     #[tracing::instrument(skip(self))]
     pub async fn retry(&self, id: SessionId, priority: i32) -> Result<Session, LifecycleError> {
         let mut session = self.get(id).await?;
-        if !matches!(
-            session.status(),
-            SessionStatus::Failed | SessionStatus::TimedOut
-        ) {
+        if !session.status().is_failure() {
             return Err(LifecycleError::NotAllowed(format!(
                 "session {id} is {}; only failed or timed-out sessions can be retried",
                 session.status()

@@ -243,10 +243,7 @@ fn hourly(finished: &[Session], now: DateTime<Utc>) -> Vec<HourBucket> {
         let index = ((at - first).num_hours()).clamp(0, 23) as usize;
         let bucket = &mut hours[index];
         bucket.finished += 1;
-        if matches!(
-            session.status(),
-            SessionStatus::Failed | SessionStatus::TimedOut
-        ) {
+        if session.status().is_failure() {
             bucket.failed += 1;
         }
         bucket.cost_micro_usd += session.metrics().cost_micro_usd;
