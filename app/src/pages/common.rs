@@ -146,3 +146,21 @@ mod tests {
         assert_eq!(fmt_cost(1_234_500), "1.2345");
     }
 }
+
+/// The `<option>`s of a session-status filter: `all`, then every status; `selected` (default
+/// `all`) is marked.
+#[component]
+pub fn StatusOptions(selected: Option<String>) -> impl IntoView {
+    let selected = selected.unwrap_or_else(|| "all".into());
+    std::iter::once("all")
+        .chain(domain::SessionStatus::ALL.iter().map(|s| s.as_str()))
+        .map(|value| {
+            let is_selected = value == selected;
+            view! {
+                <option value=value selected=is_selected>
+                    {value}
+                </option>
+            }
+        })
+        .collect_view()
+}

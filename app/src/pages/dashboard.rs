@@ -3,10 +3,11 @@
 //! Readable without JavaScript (the route renders fully on the server and the filter is a plain GET
 //! form); once hydrated, REFRESH re-asks the server function without a page load.
 
-use domain::{Cursor, Session, SessionStatus};
+use domain::{Cursor, Session};
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
+use super::common::StatusOptions;
 use crate::api::list_sessions;
 
 #[component]
@@ -78,23 +79,11 @@ pub fn Dashboard() -> impl IntoView {
 /// A plain GET form, so filtering works with or without JavaScript.
 #[component]
 fn StatusFilter(selected: Option<String>) -> impl IntoView {
-    let selected = selected.unwrap_or_else(|| "all".into());
-    let options = std::iter::once("all")
-        .chain(SessionStatus::ALL.iter().map(|s| s.as_str()))
-        .map(|value| {
-            let is_selected = value == selected;
-            view! {
-                <option value=value selected=is_selected>
-                    {value}
-                </option>
-            }
-        })
-        .collect_view();
     view! {
         <form method="get" action="/" class="flex items-center gap-2 ml-auto">
             <label for="status-filter">"status"</label>
             <select id="status-filter" name="status" class="border-2 border-ink px-1 bg-paper">
-                {options}
+                <StatusOptions selected=selected />
             </select>
             <button type="submit" class="px-2 border-2 border-ink font-bold">
                 "FILTER"

@@ -1,11 +1,11 @@
 //! `/sessions`: every session, filterable by status and agent (a plain GET form), one keyset page
 //! at a time (the NEXT link carries the cursor).
 
-use domain::{Cursor, SessionStatus};
+use domain::Cursor;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use super::common::ErrorBox;
+use super::common::{ErrorBox, StatusOptions};
 use super::dashboard::SessionTable;
 use crate::api::{encode_component, list_sessions};
 
@@ -59,23 +59,11 @@ pub fn Sessions() -> impl IntoView {
 
 #[component]
 fn Filter(status: Option<String>, agent: Option<String>) -> impl IntoView {
-    let selected = status.unwrap_or_else(|| "all".into());
-    let options = std::iter::once("all")
-        .chain(SessionStatus::ALL.iter().map(|s| s.as_str()))
-        .map(|value| {
-            let is_selected = value == selected;
-            view! {
-                <option value=value selected=is_selected>
-                    {value}
-                </option>
-            }
-        })
-        .collect_view();
     view! {
         <form method="get" action="/sessions" class="flex flex-wrap items-center gap-2 border-2 border-ink p-2 mb-2">
             <label for="filter-status">"status"</label>
             <select id="filter-status" name="status" class="border-2 border-ink px-1 bg-paper">
-                {options}
+                <StatusOptions selected=status />
             </select>
             <label for="filter-agent">"agent"</label>
             <input
