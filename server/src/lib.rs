@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod ports;
 pub mod startup;
 pub mod storage;

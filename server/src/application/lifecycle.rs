@@ -12,6 +12,7 @@ use domain::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::metrics::CommittedFacts;
 use crate::ports::{
     ChangeSet, DispatchQueue, QueueOp, RepositoryError, SessionRepository, UnitOfWork,
 };
@@ -99,7 +100,9 @@ impl SessionLifecycle {
     pub async fn create(&self, request: CreateSessionRequest) -> Result<Session, LifecycleError> {
         let (mut session, changes) = self.plan_create(request, None)?;
         tracing::Span::current().record("session_id", tracing::field::display(session.id()));
+        let facts = CommittedFacts::of(changes.events());
         self.unit_of_work.commit(changes).await?;
+        facts.record();
         session.set_version(1);
         tracing::info!(to = "queued", "session created");
         Ok(session)
@@ -195,8 +198,10 @@ impl SessionLifecycle {
                     if entry.is_some() {
                         changes.queue(QueueOp::RemoveWaiting { session: id });
                     }
+                    let facts = CommittedFacts::of(changes.events());
                     match self.unit_of_work.commit(changes).await {
                         Ok(_) => {
+                            facts.record();
                             tracing::info!(to = "cancelled", "session cancelled while waiting");
                             return Ok(CancelOutcome::Cancelled);
                         }
@@ -241,7 +246,9 @@ impl SessionLifecycle {
                 agent: session.agent().map(|a| a.as_str().to_owned()),
                 available_at: now,
             });
+        let facts = CommittedFacts::of(changes.events());
         let committed = self.unit_of_work.commit(changes).await?;
+        facts.record();
         if let Some(version) = committed.version_of(crate::ports::EntityKey::Session(id)) {
             session.set_version(version);
         }

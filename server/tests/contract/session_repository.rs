@@ -1,5 +1,7 @@
 //! `SessionRepository`: reads of live and soft-deleted sessions, filters, keyset pages, event log.
 
+use std::collections::BTreeMap;
+
 use chrono::Duration;
 use domain::{
     AgentName, MetricsDelta, PageRequest, Session, SessionFilter, SessionId, SessionStatus, TaskId,
@@ -222,6 +224,11 @@ pub async fn soft_deleted_sessions_vanish_from_reads_and_can_be_restored(store: 
         list_ids(store, &SessionFilter::default()).await,
         vec![kept.id()]
     );
+    // The `/metrics` gauges count live sessions only.
+    assert_eq!(
+        store.sessions.count_by_status().await.unwrap(),
+        BTreeMap::from([(kept.status(), 1)])
+    );
     let mut stored = store
         .sessions
         .get_including_deleted(doomed.id())
@@ -245,6 +252,9 @@ pub async fn soft_deleted_sessions_vanish_from_reads_and_can_be_restored(store: 
     assert_eq!(back.status(), SessionStatus::Completed);
     assert_eq!(back.version(), 3);
     assert_eq!(list_ids(store, &SessionFilter::default()).await.len(), 2);
+    let mut expected = BTreeMap::from([(kept.status(), 1)]);
+    *expected.entry(SessionStatus::Completed).or_insert(0) += 1;
+    assert_eq!(store.sessions.count_by_status().await.unwrap(), expected);
 }
 
 pub async fn the_event_log_keeps_commit_order_with_gapless_seq(store: &Store) {

@@ -61,8 +61,10 @@ pub struct Permit<'a> {
 
 impl CircuitBreaker {
     pub fn new(server: impl Into<String>, policy: BreakerPolicy) -> Self {
+        let server = server.into();
+        crate::metrics::set_breaker_state(&server, BreakerState::Closed);
         Self {
-            server: server.into(),
+            server,
             policy,
             inner: Mutex::new(Inner::Closed { failures: 0 }),
         }
@@ -96,6 +98,7 @@ impl CircuitBreaker {
                 }
                 tracing::info!(server = %self.server, session, "circuit breaker half-open: letting one probe call through");
                 *inner = Inner::HalfOpen { probing: true };
+                crate::metrics::set_breaker_state(&self.server, BreakerState::HalfOpen);
                 true
             }
             Inner::HalfOpen { probing } => {
@@ -122,6 +125,7 @@ impl CircuitBreaker {
             Inner::HalfOpen { .. } if probe => {
                 tracing::info!(server = %self.server, session, "circuit breaker closed: probe call succeeded");
                 *inner = Inner::Closed { failures: 0 };
+                crate::metrics::set_breaker_state(&self.server, BreakerState::Closed);
             }
             // A call let through before the breaker opened, or a non-probe in half-open (cannot
             // happen): the probe decides, not stragglers.
@@ -146,6 +150,7 @@ impl CircuitBreaker {
                     *inner = Inner::Open {
                         until: Instant::now() + open_for,
                     };
+                    crate::metrics::set_breaker_state(&self.server, BreakerState::Open);
                 } else {
                     tracing::debug!(server = %self.server, session, failures = *failures, "circuit breaker counted a failure");
                 }
@@ -155,6 +160,7 @@ impl CircuitBreaker {
                 *inner = Inner::Open {
                     until: Instant::now() + open_for,
                 };
+                crate::metrics::set_breaker_state(&self.server, BreakerState::Open);
             }
             Inner::HalfOpen { .. } | Inner::Open { .. } => {}
         }

@@ -294,6 +294,7 @@ impl OpenCodeClient {
 
     /// A call with its retry rules applied; the raw body of a successful answer.
     async fn execute(&self, call: Call<'_>) -> Result<Vec<u8>, AgentServerError> {
+        let started = std::time::Instant::now();
         let name = &self.inner.name;
         let session = call.session;
         let mut retries = 0usize;
@@ -355,6 +356,7 @@ impl OpenCodeClient {
                 tracing::warn!(server = %name, session, op = call.op, retries, %error, "giving up");
             }
         }
+        crate::metrics::record_opencode_call(name, call.op, started.elapsed(), result.is_err());
         result
     }
 

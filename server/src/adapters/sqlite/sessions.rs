@@ -158,4 +158,28 @@ impl SessionRepository for SqliteStore {
             .map(|_| ())
             .map_err(map_sqlx_error)
     }
+    async fn count_by_status(
+        &self,
+    ) -> Result<std::collections::BTreeMap<domain::SessionStatus, u64>, RepositoryError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM sessions WHERE deleted_at IS NULL GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx_error)?;
+        rows.into_iter()
+            .map(|(status, count)| {
+                let corrupt = |message: String| RepositoryError::Corrupt {
+                    entity: "session status count",
+                    id: status.clone(),
+                    message,
+                };
+                let parsed = status
+                    .parse::<domain::SessionStatus>()
+                    .map_err(|e| corrupt(e.to_string()))?;
+                let count = u64::try_from(count).map_err(|e| corrupt(e.to_string()))?;
+                Ok((parsed, count))
+            })
+            .collect()
+    }
 }
