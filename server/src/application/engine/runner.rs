@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{EngineStats, Shared};
-use crate::ports::lock::LockKey;
+use crate::ports::lock::{Lease, LockError, LockKey};
 use crate::ports::workspaces::{path_hash, CleanupPolicy, Workspace, WorkspaceRequest};
 use crate::ports::{
     AgentEvent, AgentServer, AgentServerError, AgentSessionId, AgentSessionStatus, Aggregate,
@@ -36,6 +36,9 @@ const LOST_TURN_CHECKS: u32 = 3;
 const LOST_TURN_AFTER: Duration = Duration::from_secs(30);
 /// Failed status checks in a row before the server counts as gone for this attempt.
 const UNREACHABLE_CHECKS: u32 = 6;
+/// Retry delays while the lock backend is unreachable (doubling from the first to the second).
+const LOCK_RETRY_MIN: Duration = Duration::from_millis(250);
+const LOCK_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// How a run ended.
 #[derive(Debug)]
@@ -68,6 +71,14 @@ impl From<RepositoryError> for Stop {
             other => Stop::Storage(other),
         }
     }
+}
+
+/// Why a run has no workspace.
+enum Unprepared {
+    Stop(Stop),
+    Cancelled,
+    /// Permanent: not a repository, an invalid key, a lock wait that timed out.
+    Failed(String),
 }
 
 /// What the lease keeper knows about the lease.
@@ -145,6 +156,14 @@ pub(super) async fn run(
     );
     async move {
         let claimed_at = Instant::now();
+        // Queued (or out of backoff) -> claimed; a recovery's wait is the dead replica's lease.
+        if !claim.recovered {
+            crate::metrics::record_dispatch_latency(
+                (Utc::now() - claim.available_at)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO),
+            );
+        }
         let session = match shared.deps.sessions.get(claim.lease.session).await {
             Ok(Some(session)) => session,
             Ok(None) => {
@@ -225,9 +244,11 @@ impl Run<'_> {
             return self.finish(Outcome::Cancelled).await;
         }
 
-        let workspace = match self.prepare_workspace().await {
+        let workspace = match self.prepare_workspace(&mut cancel, &mut shutdown).await {
             Ok(workspace) => workspace,
-            Err(reason) => {
+            Err(Unprepared::Stop(stop)) => return Err(stop),
+            Err(Unprepared::Cancelled) => return self.finish(Outcome::Cancelled).await,
+            Err(Unprepared::Failed(reason)) => {
                 return self
                     .finish(Outcome::Failed {
                         reason,
@@ -289,19 +310,19 @@ impl Run<'_> {
         })
     }
 
-    async fn prepare_workspace(&self) -> Result<Workspace, String> {
+    async fn prepare_workspace(
+        &mut self,
+        cancel: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Workspace, Unprepared> {
         let repository = PathBuf::from(self.session.workspace().as_str());
         // Every replica must derive the same key: a stable hash, not std's.
         let key = LockKey::new(format!("workspace:{:016x}", path_hash(&repository)))
-            .map_err(|e| format!("workspace lock key: {e}"))?;
+            .map_err(|e| Unprepared::Failed(format!("workspace lock key: {e}")))?;
         // Serialises worktree creation in one repository across replicas.
-        let lease = self
-            .shared
-            .deps
-            .lock
-            .acquire(&key, Duration::from_secs(30), Duration::from_secs(60))
-            .await
-            .map_err(|e| format!("workspace lock: {e}"))?;
+        let waiting = Instant::now();
+        let lease = self.workspace_lock(&key, cancel, shutdown).await?;
+        crate::metrics::record_lock_wait(waiting.elapsed());
         let prepared = self
             .shared
             .deps
@@ -315,7 +336,72 @@ impl Run<'_> {
         if let Err(error) = self.shared.deps.lock.release(&lease).await {
             tracing::warn!(%error, "workspace lock release failed; it expires on its own");
         }
-        prepared.map_err(|e| format!("workspace: {e}"))
+        prepared.map_err(|e| Unprepared::Failed(format!("workspace: {e}")))
+    }
+
+    /// The workspace lock. While the lock backend (Redis) is unreachable this session's dispatch
+    /// pauses: the runner keeps its queue lease (renewed as usual), retries with a capped backoff
+    /// and goes on once the backend answers — nothing is failed for the outage. Cancellation, a
+    /// lost lease and shutdown (which hands the lease back) still end the wait.
+    async fn workspace_lock(
+        &mut self,
+        key: &LockKey,
+        cancel: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Lease, Unprepared> {
+        let mut pause = LOCK_RETRY_MIN;
+        let mut paused_since: Option<Instant> = None;
+        loop {
+            let error = match self
+                .shared
+                .deps
+                .lock
+                .acquire(key, Duration::from_secs(30), Duration::from_secs(60))
+                .await
+            {
+                Ok(lease) => {
+                    if let Some(since) = paused_since {
+                        tracing::info!(paused = ?since.elapsed(), "lock backend back; dispatch resumes");
+                    }
+                    return Ok(lease);
+                }
+                Err(LockError::Unavailable(error)) => error,
+                Err(other) => return Err(Unprepared::Failed(format!("workspace lock: {other}"))),
+            };
+            if paused_since.is_none() {
+                paused_since = Some(Instant::now());
+                tracing::warn!(%error, "lock backend unreachable; dispatch paused until it answers");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                changed = self.lease_state.changed() => {
+                    let state = *self.lease_state.borrow();
+                    match state {
+                        _ if changed.is_err() => return Err(Unprepared::Stop(Stop::LeaseLost)),
+                        LeaseState::Lost => return Err(Unprepared::Stop(Stop::LeaseLost)),
+                        LeaseState::CancelRequested => return Err(Unprepared::Cancelled),
+                        LeaseState::Held => {}
+                    }
+                }
+                changed = cancel.changed() => {
+                    if changed.is_ok() && *cancel.borrow() {
+                        return Err(Unprepared::Cancelled);
+                    }
+                }
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        self.shared
+                            .deps
+                            .queue
+                            .release(&self.lease)
+                            .await
+                            .map_err(|e| Unprepared::Stop(e.into()))?;
+                        return Err(Unprepared::Stop(Stop::Shutdown));
+                    }
+                }
+            }
+            pause = (pause * 2).min(LOCK_RETRY_MAX);
+        }
     }
 
     /// Creates the OpenCode session in the worktree, records where it runs (`queued ->
@@ -955,7 +1041,9 @@ impl Run<'_> {
     /// Commits a batch that carries a fenced queue op (Attach, Requeue or Remove), and keeps the
     /// session's version current.
     async fn commit(&mut self, changes: ChangeSet) -> Result<(), Stop> {
+        let facts = crate::metrics::CommittedFacts::of(changes.events());
         let committed = self.shared.deps.unit_of_work.commit(changes).await?;
+        facts.record();
         if let Some(version) =
             committed.version_of(crate::ports::EntityKey::Session(self.session.id()))
         {
