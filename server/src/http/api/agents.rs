@@ -34,6 +34,7 @@ pub async fn register(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<RegisterAgentBody>,
 ) -> Result<(StatusCode, Json<AgentDto>), ApiError> {
+    body.validate()?;
     let agent = state.tasks.agents.register(body.into()).await?;
     Ok((StatusCode::CREATED, Json(AgentDto(agent))))
 }
@@ -69,6 +70,7 @@ pub async fn update(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateAgentBody>,
 ) -> Result<Json<AgentDto>, ApiError> {
+    body.validate()?;
     let agent = state.tasks.agents.update(&name, body.into()).await?;
     Ok(Json(AgentDto(agent)))
 }

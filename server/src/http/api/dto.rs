@@ -7,8 +7,53 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::errors::ApiError;
 use crate::application::{CreateSessionRequest, RegisterAgent, StartTaskRequest, UpdateAgent};
 use crate::ports::StoredSessionEvent;
+
+// --- bounds -----------------------------------------------------------------------------------
+//
+// Request bodies refuse unknown fields. Titles, prompts, workspaces, names and numbers are
+// bounded by the domain types they become; what follows bounds the rest before it goes further.
+
+/// Longest cancellation reason accepted, in characters.
+pub const MAX_REASON_CHARS: usize = domain::session::MAX_REASON_CHARS;
+/// Longest `provider/model` reference accepted, in characters.
+pub const MAX_MODEL_CHARS: usize = 200;
+/// Most entries of an agent's `capabilities` (there are eight kinds).
+pub const MAX_CAPABILITIES: usize = 32;
+/// Longest capability name accepted, in characters.
+pub const MAX_CAPABILITY_CHARS: usize = 32;
+/// Longest decomposition template name accepted, in characters.
+pub const MAX_TEMPLATE_CHARS: usize = 64;
+
+/// Refuses `value` of `field` when longer than `max` characters.
+fn at_most_chars(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {max} characters (got {chars})"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_capabilities(capabilities: &[String]) -> Result<(), ApiError> {
+    if capabilities.len() > MAX_CAPABILITIES {
+        return Err(ApiError::invalid(
+            "capabilities",
+            format!(
+                "must list at most {MAX_CAPABILITIES} capabilities (got {})",
+                capabilities.len()
+            ),
+        ));
+    }
+    for (i, name) in capabilities.iter().enumerate() {
+        at_most_chars(&format!("capabilities[{i}]"), name, MAX_CAPABILITY_CHARS)?;
+    }
+    Ok(())
+}
 
 /// A domain entity carried as it serialises: documented as an object with a description.
 macro_rules! object_schema {
@@ -97,6 +142,7 @@ pub struct SessionListQuery {
 
 /// A new session.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateSessionBody {
     pub title: String,
     pub prompt: String,
@@ -199,10 +245,21 @@ impl From<domain::WorkspaceRecord> for SessionDiff {
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CancelBody {
-    /// Recorded with the cancellation.
+    /// Recorded with the cancellation; at most 10 000 characters.
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+impl CancelBody {
+    /// Refuses an oversize `reason`.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        match &self.reason {
+            Some(reason) => at_most_chars("reason", reason, MAX_REASON_CHARS),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -220,6 +277,7 @@ pub struct CancelResponse {
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RetryBody {
     /// Queue priority of the new attempt, -1000..=1000; default 0.
     #[serde(default)]
@@ -255,6 +313,7 @@ pub struct TaskListQuery {
 
 /// How to run a task tree.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StartTaskBody {
     /// The git repository (its root) the tree's sessions work on.
     pub workspace: String,
@@ -279,9 +338,11 @@ impl From<StartTaskBody> for StartTaskRequest {
 
 /// A requirement to decompose into a task tree, and optionally run.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateTaskBody {
     pub requirement: String,
     /// Use this template (`microservice`, `crud`, `security_audit`, …) instead of choosing.
+    /// At most 64 characters.
     #[serde(default)]
     pub template: Option<String>,
     /// Levels of subtasks below the root (default 3).
@@ -290,6 +351,16 @@ pub struct CreateTaskBody {
     /// Start the tree at once.
     #[serde(default)]
     pub start: Option<StartTaskBody>,
+}
+
+impl CreateTaskBody {
+    /// Bounds the template name (the requirement and depth are the decomposition's to check).
+    pub fn validate(&self) -> Result<(), ApiError> {
+        match &self.template {
+            Some(template) => at_most_chars("template", template, MAX_TEMPLATE_CHARS),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -324,6 +395,7 @@ pub struct AgentList {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterAgentBody {
     /// OpenCode agent name (`build`, `plan`, or a custom one).
     pub name: String,
@@ -332,6 +404,14 @@ pub struct RegisterAgentBody {
     /// `provider/model`.
     pub model: String,
     pub max_concurrency: u32,
+}
+
+impl RegisterAgentBody {
+    /// Bounds what the domain does not: the model's length and the capability list's.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        at_most_chars("model", &self.model, MAX_MODEL_CHARS)?;
+        check_capabilities(&self.capabilities)
+    }
 }
 
 impl From<RegisterAgentBody> for RegisterAgent {
@@ -347,6 +427,7 @@ impl From<RegisterAgentBody> for RegisterAgent {
 
 /// Changes to an agent; absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateAgentBody {
     #[serde(default)]
     pub capabilities: Option<Vec<String>>,
@@ -357,6 +438,19 @@ pub struct UpdateAgentBody {
     /// The version read; a 409 if the agent changed since.
     #[serde(default)]
     pub expected_version: Option<u64>,
+}
+
+impl UpdateAgentBody {
+    /// Bounds what the domain does not: the model's length and the capability list's.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(model) = &self.model {
+            at_most_chars("model", model, MAX_MODEL_CHARS)?;
+        }
+        match &self.capabilities {
+            Some(capabilities) => check_capabilities(capabilities),
+            None => Ok(()),
+        }
+    }
 }
 
 impl From<UpdateAgentBody> for UpdateAgent {

@@ -2,7 +2,8 @@
 //! every application error maps onto an HTTP status. Storage details are logged, never returned.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::ValidationError;
@@ -25,6 +26,12 @@ pub enum ApiError {
     /// 409: a version conflict, or the command does not apply in the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 413: the request body is over the configured limit (the field is `body`).
+    #[error("{0}")]
+    TooLarge(String),
+    /// 429: this client made too many requests; answered with `Retry-After`.
+    #[error("too many requests: retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// 503: storage cannot be reached. The detail is logged, not returned.
     #[error("storage is unavailable")]
     Unavailable(String),
@@ -41,11 +48,18 @@ impl ApiError {
         }
     }
 
+    /// A body over `max` bytes.
+    pub fn too_large(max: usize) -> Self {
+        ApiError::TooLarge(format!("request body is over the limit of {max} bytes"))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -63,6 +77,7 @@ impl IntoResponse for ApiError {
         }
         let field = match &self {
             ApiError::Invalid { field, .. } => field.clone(),
+            ApiError::TooLarge(_) => Some("body".to_owned()),
             _ => None,
         };
         let body = ErrorBody {
@@ -71,7 +86,13 @@ impl IntoResponse for ApiError {
                 message: self.to_string(),
             },
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }
 

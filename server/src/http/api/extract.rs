@@ -2,6 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::errors::ApiError;
@@ -29,12 +30,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::Invalid {
-                field: None,
-                message: e.body_text(),
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(format!("request body is too large: {}", e.body_text()))
+            } else {
+                ApiError::Invalid {
+                    field: Some("body".to_owned()),
+                    message: e.body_text(),
+                }
+            }
+        })?;
         let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
@@ -53,11 +58,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = error.into_inner();
         let message = inner.to_string();
         let field = missing_field(&message)
-            .map(|missing| {
+            .or_else(|| unknown_field(&message))
+            .map(|name| {
                 if path == "." {
-                    missing.to_owned()
+                    name.to_owned()
+                } else if path == name || path.ends_with(&format!(".{name}")) {
+                    path.clone()
                 } else {
-                    format!("{path}.{missing}")
+                    format!("{path}.{name}")
                 }
             })
             .or_else(|| (path != ".").then_some(path));
@@ -66,6 +74,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             message: format!("invalid JSON body: {message}"),
         }
     })
+}
+
+/// `unknown field `colour`, expected …` → `colour`.
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split_once('`').map(|(name, _)| name)
 }
 
 /// `missing field `title`` → `title`.
@@ -113,5 +127,39 @@ mod tests {
             Some("nested.workspace")
         );
         assert_eq!(field_of("not json"), None);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        title: String,
+        nested: Option<StrictNested>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct StrictNested {
+        workspace: String,
+    }
+
+    #[test]
+    fn an_unknown_field_is_named() {
+        let field = |json: &str| match parse_json::<Strict>(json.as_bytes()) {
+            Err(ApiError::Invalid { field, message }) => {
+                assert!(message.contains("unknown field"), "{message}");
+                field
+            }
+            other => panic!("expected a 400, got {other:?}"),
+        };
+        assert_eq!(
+            field(r#"{"title": "t", "colour": 1}"#).as_deref(),
+            Some("colour")
+        );
+        assert_eq!(
+            field(r#"{"title": "t", "nested": {"workspace": "w", "extra": true}}"#).as_deref(),
+            Some("nested.extra")
+        );
     }
 }

@@ -161,6 +161,7 @@ pub async fn cancel(
     ApiJson(body): ApiJson<CancelBody>,
 ) -> Result<(StatusCode, Json<CancelResponse>), ApiError> {
     let id = parse_id::<SessionId>("id", &id)?;
+    body.validate()?;
     let outcome = match state.lifecycle.cancel(id, body.reason).await? {
         CancelOutcome::Cancelled => CancelOutcomeDto::Cancelled,
         CancelOutcome::Requested => CancelOutcomeDto::Requested,

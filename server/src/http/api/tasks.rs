@@ -61,6 +61,7 @@ pub async fn create(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<CreateTaskBody>,
 ) -> Result<(StatusCode, Json<CreatedTasks>), ApiError> {
+    body.validate()?;
     let start = body.start.map(StartTaskRequest::from);
     // Checked before storing anything: a bad start request leaves no tree behind.
     if let Some(start) = &start {
@@ -143,10 +144,13 @@ pub async fn start(
     ApiJson(body): ApiJson<StartTaskBody>,
 ) -> Result<Json<TaskDto>, ApiError> {
     let id = parse_id::<TaskId>("id", &id)?;
+    let request = StartTaskRequest::from(body);
+    // `start` checks the workspace and policy but not the parallelism: check all of it.
+    state.tasks.executor.check_start(&request)?;
     let task = state
         .tasks
         .executor
-        .start(id, body.into())
+        .start(id, request)
         .await
         .map_err(state_conflict)?;
     Ok(Json(TaskDto(task)))
@@ -169,6 +173,7 @@ pub async fn cancel(
     ApiJson(body): ApiJson<CancelBody>,
 ) -> Result<(StatusCode, Json<TaskDto>), ApiError> {
     let id = parse_id::<TaskId>("id", &id)?;
+    body.validate()?;
     let task = state
         .tasks
         .executor
