@@ -9,6 +9,8 @@ if (!baseURL) {
 
 export default defineConfig({
   testDir: "./tests",
+  // Signs in through the real form once; every context starts with that session cookie.
+  globalSetup: "./global-setup.ts",
   outputDir: "./test-results",
   fullyParallel: false,
   workers: 1,
@@ -17,6 +19,7 @@ export default defineConfig({
   reporter: [["list"]],
   use: {
     baseURL,
+    storageState: "end2end/.auth/operator.json",
     screenshot: "only-on-failure",
     trace: "off",
     launchOptions: {

@@ -88,6 +88,17 @@ password = "$OPENCODE_PASSWORD"
 capacity = 4
 TOML
 
+say "end-to-end: an operator user for the browser and an admin API token for scripts (server user add / token create)"
+export E2E_USER=e2e-operator
+E2E_PASSWORD="$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+export E2E_PASSWORD
+echo "$E2E_PASSWORD" | OIO_DATA_DIR="$E2E_DATA" DATABASE_URL="" \
+  "$CARGO_TARGET_DIR/debug/server" user add "$E2E_USER" --role operator --password-stdin >/dev/null
+E2E_TOKEN="$(OIO_DATA_DIR="$E2E_DATA" DATABASE_URL="" "$CARGO_TARGET_DIR/debug/server" token create --name e2e --role admin --json \
+  | sed -n 's/^ *"token": "\(oio_[0-9a-f_]*\)",*$/\1/p')"
+[ -n "$E2E_TOKEN" ] || { echo "could not create the e2e API token" >&2; exit 1; }
+export E2E_TOKEN
+
 say "end-to-end: starting the orchestrator on a free port with a fresh SQLite file"
 export LEPTOS_SITE_ROOT="$ROOT/target/site" LEPTOS_SITE_PKG_DIR=pkg LEPTOS_OUTPUT_NAME=oio
 OIO_CONFIG="$E2E_DATA/oio.toml" OIO_DATA_DIR="$E2E_DATA" OIO_ENGINE__TASK_TICK_MS=300 DATABASE_URL="" \

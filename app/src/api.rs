@@ -39,6 +39,14 @@ pub fn parse_session_list(
     Ok((filter, page))
 }
 
+/// Who is signed in (or which API token is calling); `None` on the sign-in page. The server's
+/// access middleware put it in the request.
+#[server(prefix = "/api/sf", endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<domain::CurrentUser>, ServerFnError> {
+    Ok(use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<domain::CurrentUser>().cloned()))
+}
+
 /// One page of the newest sessions, optionally only those in one status (`"all"` or empty for
 /// every one), starting after the `after` cursor.
 #[server(prefix = "/api/sf", endpoint = "list_sessions")]
@@ -101,7 +109,13 @@ pub async fn get_session(id: String) -> Result<Option<SessionDetail>, ServerFnEr
 
 /// Cancels a session, then shows it again (a plain form post works without JavaScript).
 #[server(prefix = "/api/sf", endpoint = "cancel_session")]
-pub async fn cancel_session(id: String) -> Result<String, ServerFnError> {
+pub async fn cancel_session(
+    id: String,
+    csrf_token: Option<String>,
+) -> Result<String, ServerFnError> {
+    // `csrf_token` is checked by the server's access middleware before this runs (see
+    // server/src/http/auth.rs); declared so the hydrated form sends it along.
+    let _ = csrf_token;
     let id = id
         .trim()
         .parse::<domain::SessionId>()
@@ -118,7 +132,13 @@ pub async fn cancel_session(id: String) -> Result<String, ServerFnError> {
 
 /// Puts a failed or timed-out session back in the queue, then shows it again.
 #[server(prefix = "/api/sf", endpoint = "retry_session")]
-pub async fn retry_session(id: String) -> Result<String, ServerFnError> {
+pub async fn retry_session(
+    id: String,
+    csrf_token: Option<String>,
+) -> Result<String, ServerFnError> {
+    // `csrf_token` is checked by the server's access middleware before this runs (see
+    // server/src/http/auth.rs); declared so the hydrated form sends it along.
+    let _ = csrf_token;
     let id = id
         .trim()
         .parse::<domain::SessionId>()
@@ -174,8 +194,12 @@ pub async fn create_task(
     max_parallel: Option<String>,
     policy: Option<String>,
     start: Option<String>,
+    csrf_token: Option<String>,
 ) -> Result<(), ServerFnError> {
     use crate::ports::CommandError;
+    // `csrf_token` is checked by the server's access middleware before this runs (see
+    // server/src/http/auth.rs); declared so the hydrated form sends it along.
+    let _ = csrf_token;
 
     let form = NewTaskForm {
         requirement: requirement.unwrap_or_default(),
@@ -228,8 +252,12 @@ pub async fn save_agent(
     capabilities: Option<String>,
     model: Option<String>,
     max_concurrency: Option<String>,
+    csrf_token: Option<String>,
 ) -> Result<(), ServerFnError> {
     use crate::ports::CommandError;
+    // `csrf_token` is checked by the server's access middleware before this runs (see
+    // server/src/http/auth.rs); declared so the hydrated form sends it along.
+    let _ = csrf_token;
 
     let form = AgentForm {
         name: name.trim().to_owned(),

@@ -39,6 +39,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let user = pages::UserResource(Resource::new(|| (), |_| api::current_user()));
+    provide_context(user);
 
     view! {
         <Stylesheet id="leptos" href="/pkg/oio.css" />
@@ -59,6 +61,37 @@ pub fn App() -> impl IntoView {
                     </a>
                 </nav>
                 <span class="text-dim text-sm ml-auto">"opencode industrial orchestrator"</span>
+                <Suspense fallback=|| ()>
+                    {move || {
+                        user.user()
+                            .map(|u| {
+                                let csrf = u.csrf.clone();
+                                view! {
+                                    <span data-testid="whoami" class="text-sm font-bold">
+                                        {u.name.clone()}
+                                        " ["
+                                        {u.role.as_str()}
+                                        "]"
+                                    </span>
+                                    {csrf
+                                        .map(|token| {
+                                            view! {
+                                                <form method="post" action="/logout" class="inline">
+                                                    <input type="hidden" name="csrf_token" value=token />
+                                                    <button
+                                                        type="submit"
+                                                        data-testid="sign-out"
+                                                        class="px-1 border-2 border-ink text-sm font-bold"
+                                                    >
+                                                        "[ SIGN OUT ]"
+                                                    </button>
+                                                </form>
+                                            }
+                                        })}
+                                }
+                            })
+                    }}
+                </Suspense>
             </header>
             <main class="p-4">
                 // Async: every page is rendered in full before it is sent, so it reads without

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod auth;
 pub mod ids;
 pub mod performance;
 pub mod query;
@@ -21,6 +22,7 @@ pub use agent::{
     Agent, AgentCapability, AgentError, AgentName, AgentPerformanceMetrics, AgentRecord, ModelRef,
     NewAgent, ParseAgentCapabilityError,
 };
+pub use auth::{CurrentUser, Role};
 pub use ids::{AgentId, SessionId, TaskId};
 pub use performance::{DecayedStats, RecentPerformance};
 pub use query::{Cursor, Page, PageRequest, SessionFilter, TaskFilter};

@@ -46,7 +46,72 @@ pub struct Settings {
     pub worktrees: WorktreeSettings,
     #[serde(default)]
     pub engine: EngineSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
     pub log: LogSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+}
+
+/// Limits on inbound HTTP requests, every route (`[http]`, `OIO_HTTP__…`); see
+/// [`crate::http::limits`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Largest request body accepted, in bytes; a larger one is refused with 413.
+    pub max_body_bytes: usize,
+    /// Requests per second one client (API token, else peer IP) may make; 0 disables the limit.
+    pub rate_limit_per_second: u32,
+    /// Requests one client may make at once before the rate applies; 0 disables the limit.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            rate_limit_per_second: 50,
+            rate_limit_burst: 100,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// Whether requests are rate limited at all.
+    pub fn rate_limited(&self) -> bool {
+        self.rate_limit_per_second > 0 && self.rate_limit_burst > 0
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes == 0 {
+            return Err(invalid("http.max_body_bytes", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Sign-in and API tokens (`[auth]`, `OIO_AUTH__…`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// How long a dashboard sign-in lasts.
+    pub session_ttl_hours: u64,
+    /// Mark the session cookie `Secure` (set it when the dashboard is served over HTTPS, e.g.
+    /// behind a TLS-terminating load balancer).
+    pub secure_cookie: bool,
+    /// Serve `/status` (the wall screen: counts, fleet health, recent failures) without sign-in,
+    /// for a screen on a trusted network. Everything else still needs a role.
+    pub public_status: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            session_ttl_hours: 12,
+            secure_cookie: false,
+            public_status: false,
+        }
+    }
 }
 
 /// The session engine of this replica (`[engine]`, `OIO_ENGINE__…`).
@@ -316,6 +381,12 @@ impl Settings {
                 return Err(invalid(field, "must be at least 1"));
             }
         }
+        if self.auth.session_ttl_hours == 0 || self.auth.session_ttl_hours > 24 * 30 {
+            return Err(invalid(
+                "auth.session_ttl_hours",
+                "must be between 1 and 720",
+            ));
+        }
         if e.lease_ttl_ms < 300 {
             return Err(invalid(
                 "engine.lease_ttl_ms",
@@ -369,13 +440,9 @@ impl Settings {
         {
             return Err(invalid("worktrees.root", "must not be empty"));
         }
+        self.http.validate()?;
         for server in &self.opencode.servers {
-            if !matches!(server.url.scheme(), "http" | "https") {
-                return Err(invalid(
-                    "opencode.servers.url",
-                    format!("{} must be http:// or https://", server.url),
-                ));
-            }
+            validate_opencode_url("opencode.servers.url", &server.url)?;
             if server.capacity == 0 {
                 return Err(invalid("opencode.servers.capacity", "must be at least 1"));
             }
@@ -440,7 +507,17 @@ impl Settings {
                 "root": self.worktrees.root(&self.data_dir).display().to_string(),
                 "cleanup": format!("{:?}", self.worktrees.cleanup),
             },
+            "auth": {
+                "session_ttl_hours": self.auth.session_ttl_hours,
+                "secure_cookie": self.auth.secure_cookie,
+                "public_status": self.auth.public_status,
+            },
             "log": { "format": format!("{:?}", self.log.format).to_lowercase(), "filter": self.log.filter },
+            "http": {
+                "max_body_bytes": self.http.max_body_bytes,
+                "rate_limit_per_second": self.http.rate_limit_per_second,
+                "rate_limit_burst": self.http.rate_limit_burst,
+            },
         })
     }
 }
@@ -450,15 +527,77 @@ fn parse_opencode_urls(raw: &str) -> Result<Vec<OpenCodeServerSettings>, ConfigE
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
-            let url = Url::parse(s)
+            let mut url = Url::parse(s)
                 .map_err(|e| invalid("OIO_OPENCODE_URLS", format!("{}: {e}", redact_url(s))))?;
+            // The variable has no password field of its own: a password written into the URL
+            // (`http://:pw@host`) moves to the secret one, since a `Url` prints in full. (The
+            // user name is OpenCode's fixed one.) Anything else wrong is refused by `validate`.
+            let password = url
+                .password()
+                .map(|p| SecretString::from(percent_decode(p)));
+            if password.is_some() {
+                // Cannot fail: an http(s) URL with a password can drop its credentials.
+                let _ = url.set_password(None);
+                let _ = url.set_username("");
+            }
             Ok(OpenCodeServerSettings {
                 url,
-                password: None,
+                password,
                 capacity: default_capacity(),
             })
         })
         .collect()
+}
+
+/// Refuses an OpenCode server URL that is not plain `http(s)://host[:port][/path]`: another
+/// scheme, no host, embedded credentials (the password has its own setting, held as a secret),
+/// a query or a fragment. The error names `field` and never shows the credentials.
+fn validate_opencode_url(field: &'static str, url: &Url) -> Result<(), ConfigError> {
+    let has_credentials = !url.username().is_empty() || url.password().is_some();
+    let problem = if !matches!(url.scheme(), "http" | "https") {
+        "must be http:// or https://"
+    } else if matches!(url.host_str(), None | Some("")) {
+        "must name a host"
+    } else if has_credentials {
+        "must not embed credentials: give the password in the server's `password` setting"
+    } else if url.query().is_some() {
+        "must not have a query string"
+    } else if url.fragment().is_some() {
+        "must not have a fragment"
+    } else {
+        return Ok(());
+    };
+    let mut shown = url.clone();
+    if has_credentials {
+        // Cannot fail for a URL that has credentials (it has a host).
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("");
+    }
+    Err(invalid(field, format!("{shown} {problem}")))
+}
+
+/// `%XX` escapes of a URL component decoded (invalid UTF-8 replaced).
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A URL fit for logs and error messages: any password replaced by `***`.
@@ -682,5 +821,67 @@ capacity = 2
             "postgres://user:***@db.example:5432/x"
         );
         assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    }
+
+    #[test]
+    fn opencode_urls_must_be_plain_http_without_credentials_query_or_fragment() {
+        for (url, problem) in [
+            ("ftp://h:1", "http:// or https://"),
+            ("file:///tmp/x", "http:// or https://"),
+            ("http://user:topsecret@h:1", "credentials"),
+            ("http://user@h:1", "credentials"),
+            ("http://h:1/?token=x", "query"),
+            ("http://h:1/#frag", "fragment"),
+        ] {
+            let toml = format!("[[opencode.servers]]\nurl = \"{url}\"\n");
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("oio.toml");
+            std::fs::write(&file, toml).unwrap();
+            let err = Settings::load_from(Some(&file), env(&[])).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("opencode.servers.url"), "{url}: {msg}");
+            assert!(msg.contains(problem), "{url}: {msg}");
+            assert!(!msg.contains("topsecret"), "{url}: {msg}");
+        }
+        let err =
+            Settings::load_from(None, env(&[("OIO_OPENCODE_URLS", "http://h:1?a=b")])).unwrap_err();
+        assert!(err.to_string().contains("query"), "{err}");
+    }
+
+    #[test]
+    fn a_password_in_oio_opencode_urls_moves_to_the_secret_field() {
+        let s = Settings::load_from(
+            None,
+            env(&[(
+                "OIO_OPENCODE_URLS",
+                "http://opencode:s3cr%40t@127.0.0.1:4096",
+            )]),
+        )
+        .unwrap();
+        let server = &s.opencode.servers[0];
+        assert_eq!(server.url.as_str(), "http://127.0.0.1:4096/");
+        assert_eq!(server.password.as_ref().unwrap().expose_secret(), "s3cr@t");
+        assert!(!format!("{s:?}").contains("s3cr"), "{s:?}");
+    }
+
+    #[test]
+    fn http_limits_have_defaults_and_come_from_the_environment() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s.http, HttpSettings::default());
+        assert_eq!(s.http.max_body_bytes, 1024 * 1024);
+        assert!(s.http.rate_limited());
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("OIO_HTTP__MAX_BODY_BYTES", "2048"),
+                ("OIO_HTTP__RATE_LIMIT_PER_SECOND", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.http.max_body_bytes, 2048);
+        assert!(!s.http.rate_limited());
+        assert_eq!(s.redacted()["http"]["max_body_bytes"], 2048);
+        let err = Settings::load_from(None, env(&[("OIO_HTTP__MAX_BODY_BYTES", "0")])).unwrap_err();
+        assert!(err.to_string().contains("http.max_body_bytes"), "{err}");
     }
 }

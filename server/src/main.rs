@@ -54,7 +54,19 @@ async fn main() -> anyhow::Result<ExitCode> {
                 settings.listen = addr;
             }
             let app = Application::build(&settings).await?;
-            println!("oio: dashboard on http://{}/", app.local_addr());
+            let addr = app.local_addr();
+            if let Some(password) = app.auth().ensure_first_admin().await? {
+                let path = settings.data_dir.join("initial-admin-password");
+                write_private(&path, password.expose_secret())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!(
+                    "oio: first run: created user `admin`; its password is in {} (readable by \
+                     this user only). Sign in at http://{addr}/login, then change it with \
+                     `server user passwd admin --password-stdin`.",
+                    path.display()
+                );
+            }
+            println!("oio: dashboard on http://{addr}/");
             app.run_until(shutdown_signal()).await?;
         }
         Command::Migrate => {
@@ -122,7 +134,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             let report = bench::engine::run(&bench).await?;
             print!("{report}");
         }
-        Command::Session { .. } | Command::Task { .. } | Command::Agent { .. } => {
+        Command::Session { .. }
+        | Command::Task { .. }
+        | Command::Agent { .. }
+        | Command::Token { .. }
+        | Command::User { .. } => {
             unreachable!("operator commands return above")
         }
     }
@@ -150,4 +166,20 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown signal received; draining");
+}
+
+/// Writes `contents` to a new file only this user can read (0600).
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(file, "{contents}")
 }

@@ -10,7 +10,6 @@ use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 use secrecy::ExposeSecret;
 
@@ -19,7 +18,7 @@ use crate::adapters::memory_lock::MemoryLock;
 use crate::adapters::opencode::{Fleet, HealthChecks, ResiliencePolicy};
 use crate::adapters::redis::{RedisLock, RedisLockConfig};
 use crate::application::{
-    AgentService, Engine, EngineConfig, EngineDeps, SessionLifecycle, SessionService,
+    AgentService, AuthService, Engine, EngineConfig, EngineDeps, SessionLifecycle, SessionService,
     TaskDecompositionService, TaskExecutor, TaskRouter, TemplateLibrary,
 };
 use crate::config::Settings;
@@ -101,6 +100,7 @@ pub struct Application {
     engine: Option<Engine>,
     /// Stops the task scheduler (when the engine runs).
     scheduler_stop: Option<tokio::sync::watch::Sender<bool>>,
+    auth: Arc<AuthService>,
     /// Health checks of the fleet run while the application lives.
     _health_checks: Option<HealthChecks>,
 }
@@ -188,6 +188,15 @@ impl Application {
             fleet.clone(),
         )
         .into_app_services(Arc::new(SessionService::new(store.sessions.clone())));
+        let auth = Arc::new(AuthService::new(
+            store.credentials.clone(),
+            std::time::Duration::from_secs(settings.auth.session_ttl_hours * 3600),
+        ));
+        let auth_state = http::auth::AuthState {
+            service: auth.clone(),
+            secure_cookie: settings.auth.secure_cookie,
+            public_status: settings.auth.public_status,
+        };
         let routes = generate_route_list(App);
         let router = Router::new()
             .leptos_routes_with_context(
@@ -216,7 +225,20 @@ impl Application {
                 tasks.clone(),
                 fleet.clone(),
             )))
-            .layer(TraceLayer::new_for_http());
+            .merge(http::auth::routes(auth_state.clone()))
+            .layer(http::limits::layer(&settings.http)) // inside auth: it sets the RateKey
+            // Every route above passes the access policy (src/http/auth.rs).
+            .layer(axum::middleware::from_fn_with_state(
+                auth_state,
+                http::auth::authenticate,
+            ))
+            // Unauthenticated by design (src/http/metrics.rs): merged after the access policy.
+            .merge(http::metrics::routes(
+                store.sessions.clone(),
+                store.queue.clone(),
+                fleet.clone(),
+            ));
+        let router = http::metrics::request_id_layers(router);
 
         Ok(Self {
             listener,
@@ -227,6 +249,7 @@ impl Application {
             tasks,
             engine,
             scheduler_stop,
+            auth,
             _health_checks: health_checks,
         })
     }
@@ -250,6 +273,11 @@ impl Application {
         &self.tasks
     }
 
+    /// Users, API tokens and browser sessions.
+    pub fn auth(&self) -> &Arc<AuthService> {
+        &self.auth
+    }
+
     /// This replica's engine, unless disabled by configuration.
     pub fn engine(&self) -> Option<&Engine> {
         self.engine.as_ref()
@@ -262,9 +290,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr, "listening");
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         if let Some(stop) = self.scheduler_stop {
             let _ = stop.send(true);
         }

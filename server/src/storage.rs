@@ -8,7 +8,8 @@ use secrecy::ExposeSecret;
 use crate::adapters::{postgres::PostgresStore, sqlite::SqliteStore};
 use crate::config::{redact_url, Backend, ConfigError, Settings};
 use crate::ports::{
-    AgentRepository, DispatchQueue, Outbox, SessionRepository, TaskRepository, UnitOfWork,
+    AgentRepository, CredentialStore, DispatchQueue, Outbox, SessionRepository, TaskRepository,
+    UnitOfWork,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,7 @@ pub struct Store {
     pub unit_of_work: Arc<dyn UnitOfWork>,
     pub outbox: Arc<dyn Outbox>,
     pub queue: Arc<dyn DispatchQueue>,
+    pub credentials: Arc<dyn CredentialStore>,
 }
 
 impl Store {
@@ -47,7 +49,8 @@ impl Store {
             + AgentRepository
             + UnitOfWork
             + Outbox
-            + DispatchQueue,
+            + DispatchQueue
+            + CredentialStore,
     {
         let adapter = Arc::new(adapter);
         Self {
@@ -56,7 +59,8 @@ impl Store {
             agents: adapter.clone(),
             unit_of_work: adapter.clone(),
             outbox: adapter.clone(),
-            queue: adapter,
+            queue: adapter.clone(),
+            credentials: adapter,
         }
     }
 }

@@ -522,11 +522,16 @@ async fn the_fleet_shows_servers_without_credentials_and_the_queue() {
     .unwrap();
     let app = Application::build(&settings).await.unwrap();
     let addr = app.local_addr();
+    let token = app
+        .auth()
+        .issue_token("fleet test", domain::Role::Admin, "tests", None)
+        .await
+        .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::new();
+    let client = support::bearer_client(secrecy::ExposeSecret::expose_secret(&token.secret));
     let response = client
         .get(format!("http://{addr}/api/v1/fleet"))
         .send()

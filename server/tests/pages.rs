@@ -16,7 +16,7 @@ const XSS: &str = "<script>alert(1)</script>";
 
 /// A page as a browser without JavaScript gets it. Bounded, so a stuck render fails the test.
 async fn html(app: &TestApp, path: &str) -> (u16, String) {
-    let response = reqwest::Client::builder()
+    let response = support::bearer_client_builder(&app.admin_token)
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .unwrap()
@@ -29,8 +29,8 @@ async fn html(app: &TestApp, path: &str) -> (u16, String) {
 }
 
 /// A client that does not follow redirects and posts like a browser without JavaScript.
-fn form_client() -> reqwest::Client {
-    reqwest::Client::builder()
+fn form_client(app: &TestApp) -> reqwest::Client {
+    support::bearer_client_builder(&app.admin_token)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(30))
         .build()
@@ -39,7 +39,7 @@ fn form_client() -> reqwest::Client {
 
 /// Posts `fields` to a server function as a plain HTML form; returns the status and `Location`.
 async fn post_form(app: &TestApp, endpoint: &str, fields: &[(&str, &str)]) -> (u16, String) {
-    let response = form_client()
+    let response = form_client(app)
         .post(app.url(&format!("/api/sf/{endpoint}")))
         .header("accept", "text/html,application/xhtml+xml")
         .header("referer", app.url("/"))

@@ -56,6 +56,10 @@ macro_rules! contract_on_every_backend {
 }
 
 contract_on_every_backend!(
+    credential_store::users_round_trip_and_names_are_unique,
+    credential_store::updating_a_user_ends_their_browser_sessions,
+    credential_store::tokens_round_trip_list_newest_first_and_revoke_once,
+    credential_store::web_sessions_expire_and_are_purged,
     session_repository::a_committed_session_reads_back_equal_at_version_1,
     session_repository::every_field_round_trips,
     session_repository::an_unknown_session_is_none,

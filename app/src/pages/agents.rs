@@ -4,6 +4,8 @@
 
 use domain::{Agent, AgentCapability};
 use leptos::prelude::*;
+
+use super::common::CsrfField;
 use leptos_router::hooks::use_params_map;
 
 use super::common::{
@@ -131,6 +133,7 @@ fn AgentFormView(returned: Returned, existing: Option<Agent>) -> impl IntoView {
         .join(", ");
     view! {
         <ActionForm action=save attr:data-testid="agent-form" attr:class="flex flex-col gap-2 border-2 border-ink p-2">
+            <CsrfField />
             <OtherError returned=returned.clone() fields=FIELDS />
             <input type="hidden" name="mode" value=if update { "update" } else { "create" } />
             <div class="flex flex-wrap gap-2 items-center">

@@ -6,6 +6,31 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::FieldError;
 
+/// The signed-in user, loaded once for the whole app (see [`crate::App`]).
+#[derive(Clone, Copy)]
+pub struct UserResource(pub Resource<Result<Option<domain::CurrentUser>, ServerFnError>>);
+
+impl UserResource {
+    pub fn user(&self) -> Option<domain::CurrentUser> {
+        self.0.get().and_then(Result::ok).flatten()
+    }
+}
+
+/// The hidden CSRF field every form that changes something carries (the server refuses a
+/// browser's mutation without it).
+#[component]
+pub fn CsrfField() -> impl IntoView {
+    let user = expect_context::<UserResource>();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let token = user.user().and_then(|u| u.csrf).unwrap_or_default();
+                view! { <input type="hidden" name="csrf_token" value=token /> }
+            }}
+        </Suspense>
+    }
+}
+
 pub fn fmt_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S").to_string()
 }

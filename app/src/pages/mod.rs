@@ -13,6 +13,7 @@ mod task_detail;
 mod tasks;
 
 pub use agents::{AgentEdit, Agents};
+pub use common::{CsrfField, UserResource};
 pub use dashboard::Dashboard;
 pub use overview::Overview;
 pub use session_detail::{SessionDetailPage, SESSION_EVENT_TYPES};

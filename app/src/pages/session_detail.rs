@@ -5,6 +5,8 @@
 use chrono::{DateTime, Utc};
 use domain::SessionStatus;
 use leptos::prelude::*;
+
+use super::common::CsrfField;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
@@ -168,6 +170,7 @@ fn Detail(
                     move || {
                     view! {
                         <ActionForm action=cancel>
+                            <CsrfField />
                             <input type="hidden" name="id" value=id.clone() />
                             <button
                                 type="submit"
@@ -186,6 +189,7 @@ fn Detail(
                     move || {
                     view! {
                         <ActionForm action=retry>
+                            <CsrfField />
                             <input type="hidden" name="id" value=id.clone() />
                             <button
                                 type="submit"

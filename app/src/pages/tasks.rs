@@ -2,6 +2,8 @@
 //! A refused form comes back with the offending field marked and the typed values kept.
 
 use leptos::prelude::*;
+
+use super::common::CsrfField;
 use leptos_router::hooks::use_query_map;
 
 use super::common::{
@@ -118,6 +120,7 @@ fn CreateTaskForm(returned: Returned) -> impl IntoView {
     view! {
         <SectionTitle text="CREATE A TASK FROM A REQUIREMENT" />
         <ActionForm action=create attr:data-testid="create-task" attr:class="flex flex-col gap-2 border-2 border-ink p-2">
+            <CsrfField />
             <OtherError returned=returned.clone() fields=FIELDS />
             <label for="requirement" class="font-bold">"requirement"</label>
             <div class="flex gap-2 items-start">

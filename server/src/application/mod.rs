@@ -1,6 +1,7 @@
 //! Application services: use cases over the domain, generic over the driven ports.
 
 pub mod agents;
+pub mod auth;
 pub mod decomposition;
 pub mod engine;
 pub mod execution;
@@ -9,6 +10,7 @@ pub mod routing;
 mod session_service;
 
 pub use agents::{AgentService, AgentServiceError, RegisterAgent, UpdateAgent};
+pub use auth::{AuthError, AuthService, Principal, Via};
 pub use decomposition::{
     Decomposition, DecompositionError, DecompositionOptions, TaskDecompositionService,
     TemplateLibrary,

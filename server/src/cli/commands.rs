@@ -165,6 +165,7 @@ impl<W: Write> Console<W> {
 /// The application services the commands use, over one store.
 pub struct Services {
     pub store: Store,
+    pub auth: Arc<crate::application::AuthService>,
     pub lifecycle: Arc<SessionLifecycle>,
     pub tasks: TaskServices,
 }
@@ -184,8 +185,13 @@ impl Services {
             settings.engine.default_max_attempts,
         ));
         let tasks = TaskServices::new(&store, settings, lifecycle.clone());
+        let auth = Arc::new(crate::application::AuthService::new(
+            store.credentials.clone(),
+            std::time::Duration::from_secs(settings.auth.session_ttl_hours * 3600),
+        ));
         Self {
             store,
+            auth,
             lifecycle,
             tasks,
         }
@@ -219,6 +225,8 @@ pub async fn run<W: Write>(
         Command::Session { command } => session(services, command, console).await,
         Command::Task { command } => task(services, command, console).await,
         Command::Agent { command } => agent(services, command, console).await,
+        Command::Token { command } => super::access::token(services, command, console).await,
+        Command::User { command } => super::access::user(services, command, console).await,
         other => Err(CliError::Failed(format!(
             "{other:?} is not an operator command"
         ))),

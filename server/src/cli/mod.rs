@@ -2,6 +2,7 @@
 //! commands `session`, `task` and `agent`, which call the application services directly on the
 //! configured store (see [`commands`]; output in [`output`]).
 
+pub mod access;
 pub mod commands;
 pub mod output;
 
@@ -56,6 +57,16 @@ pub enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// Create, list and revoke API tokens (bearer credentials for scripts).
+    Token {
+        #[command(subcommand)]
+        command: access::TokenCommand,
+    },
+    /// Add dashboard users, change their password or role, list them.
+    User {
+        #[command(subcommand)]
+        command: access::UserCommand,
+    },
 }
 
 impl Command {
@@ -64,7 +75,11 @@ impl Command {
     pub fn is_operator_command(&self) -> bool {
         matches!(
             self,
-            Command::Session { .. } | Command::Task { .. } | Command::Agent { .. }
+            Command::Session { .. }
+                | Command::Task { .. }
+                | Command::Agent { .. }
+                | Command::Token { .. }
+                | Command::User { .. }
         )
     }
 }

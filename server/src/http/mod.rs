@@ -2,6 +2,9 @@
 
 pub mod api;
 pub mod app_services;
+pub mod auth;
 mod health;
+pub mod limits;
+pub mod metrics;
 
 pub use health::routes as health_routes;

@@ -6,6 +6,7 @@
 
 mod agent_repository;
 mod agent_server;
+mod credentials;
 mod dispatch;
 mod error;
 pub mod lock;
@@ -25,6 +26,7 @@ pub use agent_server::{
     QuestionOption, QuestionRequest, ServerHealth, SessionAddress, TokenUsage, ToolCallRef,
     ToolCallState, UserMessage,
 };
+pub use credentials::{CredentialStore, TokenRecord, UserRecord, WebSessionRecord};
 pub use dispatch::{
     Claim, ClaimRequest, DispatchQueue, QueueDepth, QueueEntry, QueueLease, QueueOp, QueueSignal,
     RemoteRef, Renewal, ServerCapacity,

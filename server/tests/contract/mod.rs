@@ -2,6 +2,7 @@
 //! (see `storage_contract.rs`). Every check gets a fresh, empty store.
 
 pub mod agent_repository;
+pub mod credential_store;
 pub mod dispatch_queue;
 pub mod session_repository;
 pub mod task_repository;

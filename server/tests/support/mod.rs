@@ -17,7 +17,12 @@ use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Sends an admin API token with every request.
     pub client: reqwest::Client,
+    /// The admin bearer token `client` sends (for tests that build their own clients).
+    pub admin_token: String,
+    /// Users and tokens of the app (to make clients of other roles).
+    pub auth: std::sync::Arc<server::application::AuthService>,
     /// A second handle on the app's store, opened the way the app opens it, for seeding.
     pub store: Store,
     shutdown: Option<oneshot::Sender<()>>,
@@ -28,6 +33,16 @@ pub struct TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A client sending a fresh token with `role` as its scope.
+    pub async fn client_as(&self, role: domain::Role) -> reqwest::Client {
+        let issued = self
+            .auth
+            .issue_token(&format!("test {role}"), role, "tests", None)
+            .await
+            .expect("token issued");
+        bearer_client(secrecy::ExposeSecret::expose_secret(&issued.secret))
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -78,6 +93,11 @@ async fn spawn(database: Option<postgres::TestDatabase>) -> TestApp {
     server::telemetry::init(&settings.log);
     let app = Application::build(&settings).await.expect("app starts");
     let addr = app.local_addr();
+    let auth = app.auth().clone();
+    let admin = auth
+        .issue_token("tests", domain::Role::Admin, "tests", None)
+        .await
+        .expect("admin token issued");
     let (tx, rx) = oneshot::channel();
     tokio::spawn(app.run_until(async {
         let _ = rx.await;
@@ -85,12 +105,29 @@ async fn spawn(database: Option<postgres::TestDatabase>) -> TestApp {
     let store = storage::connect(&settings).await.expect("store opens");
     TestApp {
         addr,
-        client: reqwest::Client::new(),
+        client: bearer_client(secrecy::ExposeSecret::expose_secret(&admin.secret)),
+        admin_token: secrecy::ExposeSecret::expose_secret(&admin.secret).to_owned(),
+        auth,
         store,
         shutdown: Some(tx),
         _data_dir: data_dir,
         _database: database,
     }
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub fn bearer_client(token: &str) -> reqwest::Client {
+    bearer_client_builder(token).build().expect("client builds")
+}
+
+/// A client builder with `Authorization: Bearer <token>` set on every request.
+pub fn bearer_client_builder(token: &str) -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("token is ascii");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers)
 }
 
 /// Commits new sessions (each with its created event), one transaction for all.

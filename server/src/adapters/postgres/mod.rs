@@ -4,6 +4,7 @@
 //! driver as text (`$n::jsonb` in, `col::text` out), so no JSON codec is needed in the driver.
 
 mod agents;
+mod credentials;
 mod outbox;
 mod queue;
 mod sessions;

@@ -5,6 +5,7 @@
 //! and they round-trip exactly at the precision PostgreSQL keeps too), JSON as text.
 
 mod agents;
+mod credentials;
 mod outbox;
 mod queue;
 mod sessions;
