@@ -349,7 +349,18 @@ async fn status_of(app: &TestApp, id: &str) -> String {
 
 #[tokio::test]
 async fn a_browser_signs_in_and_mutates_only_with_its_csrf_token() {
-    let app = spawn_app().await;
+    browser_journey(&spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn a_browser_signs_in_and_mutates_only_with_its_csrf_token_on_postgres() {
+    let Some(app) = support::spawn_app_on_postgres().await else {
+        return;
+    };
+    browser_journey(&app).await;
+}
+
+async fn browser_journey(app: &TestApp) {
     app.auth
         .add_user("ops", OPERATOR_PW, Role::Operator)
         .await
@@ -358,9 +369,9 @@ async fn a_browser_signs_in_and_mutates_only_with_its_csrf_token() {
         .add_user("watcher", VIEWER_PW, Role::Viewer)
         .await
         .unwrap();
-    let id = queued_session(&app).await;
+    let id = queued_session(app).await;
 
-    let mut browser = Browser::new(&app);
+    let mut browser = Browser::new(app);
     let (status, _, location) = browser.get("/sessions?status=queued").await;
     assert_eq!(status, 303, "pages send strangers to the sign-in form");
     assert_eq!(
@@ -385,7 +396,7 @@ async fn a_browser_signs_in_and_mutates_only_with_its_csrf_token() {
     );
 
     // The form's token must match its cookie: a foreign page cannot sign a browser in.
-    let mut foreign = Browser::new(&app);
+    let mut foreign = Browser::new(app);
     let (status, page, _, _) = foreign
         .post(
             "/login",
@@ -440,11 +451,7 @@ async fn a_browser_signs_in_and_mutates_only_with_its_csrf_token() {
         )
         .await;
     assert_eq!(status, 403, "another origin");
-    assert_eq!(
-        status_of(&app, &id).await,
-        "queued",
-        "nothing was cancelled"
-    );
+    assert_eq!(status_of(app, &id).await, "queued", "nothing was cancelled");
 
     let (status, body, _, _) = browser
         .post(
@@ -454,11 +461,11 @@ async fn a_browser_signs_in_and_mutates_only_with_its_csrf_token() {
         )
         .await;
     assert!([200, 302, 303].contains(&status), "{status} {body}");
-    assert_eq!(status_of(&app, &id).await, "cancelled");
+    assert_eq!(status_of(app, &id).await, "cancelled");
 
     // A viewer's browser is turned away by role, CSRF token or not.
-    let other = queued_session(&app).await;
-    let mut viewer = Browser::new(&app);
+    let other = queued_session(app).await;
+    let mut viewer = Browser::new(app);
     viewer.sign_in("watcher", VIEWER_PW, "/").await;
     let (_, page, _) = viewer.get(&format!("/sessions/{other}")).await;
     let viewer_csrf = hidden(&page, "csrf_token").unwrap();
@@ -471,7 +478,7 @@ async fn a_browser_signs_in_and_mutates_only_with_its_csrf_token() {
         .await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("\"role\""), "{body}");
-    assert_eq!(status_of(&app, &other).await, "queued");
+    assert_eq!(status_of(app, &other).await, "queued");
 
     // Signing out ends the session on the server, not only in the browser.
     let stolen = browser.cookies.get("oio_session").cloned().unwrap();
@@ -479,7 +486,7 @@ async fn a_browser_signs_in_and_mutates_only_with_its_csrf_token() {
         .post("/logout", &[("csrf_token", &csrf)], None)
         .await;
     assert_eq!((status, location.as_deref()), (303, Some("/login")));
-    let mut thief = Browser::new(&app);
+    let mut thief = Browser::new(app);
     thief.cookies.insert("oio_session".into(), stolen);
     let (status, _, _) = thief.get("/").await;
     assert_eq!(status, 303, "the old cookie no longer signs anyone in");
@@ -487,7 +494,18 @@ async fn a_browser_signs_in_and_mutates_only_with_its_csrf_token() {
 
 #[tokio::test]
 async fn tokens_are_scoped_revocable_expirable_and_stored_as_hashes() {
-    let app = spawn_app().await;
+    token_lifecycle(&spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn tokens_are_scoped_revocable_expirable_and_stored_as_hashes_on_postgres() {
+    let Some(app) = support::spawn_app_on_postgres().await else {
+        return;
+    };
+    token_lifecycle(&app).await;
+}
+
+async fn token_lifecycle(app: &TestApp) {
     let issued = app
         .auth
         .issue_token("ci", Role::Viewer, "tests", None)
