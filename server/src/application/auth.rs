@@ -123,7 +123,8 @@ pub struct AuthService {
     decoy_hash: String,
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes from the OS, as hex: tokens, cookie values, CSRF tokens, passwords.
+pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the operating system's random source works");
     hex(&buf)

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::commands::{Console, Services};
 use super::CliError;
-use crate::application::auth::{AuthError, TokenInfo};
+use crate::application::auth::{random_hex, AuthError, TokenInfo};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -155,12 +155,6 @@ fn read_password() -> Result<String, CliError> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-fn random_password() -> String {
-    let mut buf = [0u8; 12];
-    getrandom::fill(&mut buf).expect("the operating system's random source works");
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub async fn user<W: Write>(
     services: &Services,
     command: UserCommand,
@@ -174,7 +168,7 @@ pub async fn user<W: Write>(
             let (password, generated) = if args.password_stdin {
                 (read_password()?, false)
             } else {
-                (random_password(), true)
+                (random_hex(12), true)
             };
             services
                 .auth

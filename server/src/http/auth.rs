@@ -24,7 +24,7 @@ use domain::Role;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use crate::application::auth::{AuthError, AuthService, Principal, Via};
+use crate::application::auth::{random_hex, AuthError, AuthService, Principal, Via};
 use crate::http::limits::RateKey;
 
 pub const SESSION_COOKIE: &str = "oio_session";
@@ -375,12 +375,6 @@ fn cookie_header(name: &str, value: &str, max_age_secs: u64, secure: bool) -> He
         "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
     ))
     .expect("cookie values are hex")
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).expect("the operating system's random source works");
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn login_page(
