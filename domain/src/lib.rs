@@ -10,7 +10,9 @@
 
 pub mod agent;
 pub mod auth;
+pub mod guard;
 pub mod ids;
+pub mod inbox;
 pub mod performance;
 pub mod query;
 pub mod routing;
@@ -23,7 +25,15 @@ pub use agent::{
     NewAgent, ParseAgentCapabilityError,
 };
 pub use auth::{CurrentUser, Role};
+pub use guard::{
+    Budget, BudgetMetric, BudgetScope, RunawayGuard, RunawayLimits, Spend, StopReason,
+};
 pub use ids::{AgentId, SessionId, TaskId};
+pub use inbox::{
+    InboxAnswer, InboxError, InboxItem, InboxItemId, InboxKind, InboxOption, InboxQuestion,
+    InboxReply, InboxRequest, InboxResolution, InboxStatus, ParseInboxReplyError,
+    ParseInboxStatusError,
+};
 pub use performance::{DecayedStats, RecentPerformance};
 pub use query::{Cursor, Page, PageRequest, SessionFilter, TaskFilter};
 pub use routing::{route, AgentScore, Candidate, RoutingDecision, RoutingError, RoutingWeights};
@@ -35,6 +45,6 @@ pub use session::{
 pub use task::{
     FailurePolicy, NewTask, ParseTaskComplexityError, ParseTaskStatusError, Task, TaskAssignment,
     TaskComplexity, TaskError, TaskExecution, TaskGraph, TaskRecord, TaskResult, TaskStatus,
-    TaskTitle, TreeRun,
+    TaskTitle, TreeBudget, TreeRun,
 };
 pub use validation::ValidationError;

@@ -71,6 +71,7 @@ impl World {
                     policy,
                     started_at: now(),
                     cancel_requested: None,
+                    budget: None,
                 },
                 now(),
             )
@@ -396,6 +397,7 @@ fn bad_run_settings_are_refused_naming_the_field() {
                 policy: FailurePolicy::FailFast,
                 started_at: now(),
                 cancel_requested: None,
+                budget: None,
             },
             now(),
         )

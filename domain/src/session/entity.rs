@@ -10,6 +10,7 @@ use super::{
     SessionOutcome, SessionStatus, SessionTitle, WorkspacePath,
 };
 use crate::agent::AgentName;
+use crate::guard::StopReason;
 use crate::ids::{SessionId, TaskId};
 
 /// Longest failure or cancellation reason kept, in characters. Agents may report whole stack
@@ -55,6 +56,7 @@ pub struct Session {
     finished_at: Option<DateTime<Utc>>,
     metrics: ExecutionMetrics,
     last_error: Option<String>,
+    stop_reason: Option<StopReason>,
     version: u64,
     deleted_at: Option<DateTime<Utc>>,
 }
@@ -93,6 +95,9 @@ pub struct SessionRecord {
     pub metrics: ExecutionMetrics,
     /// See [`Session::last_error`].
     pub last_error: Option<String>,
+    /// See [`Session::stop_reason`].
+    #[serde(default)]
+    pub stop_reason: Option<StopReason>,
     /// See [`Session::version`].
     pub version: u64,
     /// See [`Session::deleted_at`].
@@ -119,6 +124,7 @@ impl Session {
             finished_at: None,
             metrics: ExecutionMetrics::default(),
             last_error: None,
+            stop_reason: None,
             version: 0,
             deleted_at: None,
         })
@@ -150,6 +156,7 @@ impl Session {
             finished_at,
             metrics,
             last_error,
+            stop_reason,
             version,
             deleted_at,
         } = record;
@@ -185,6 +192,12 @@ impl Session {
                 "must not be set for a `pending` session",
             ));
         }
+        if stop_reason.is_some() && status != SessionStatus::Failed {
+            return Err(SessionError::invalid(
+                "stop_reason",
+                format!("only a `failed` session has a stop reason, not a `{status}` one"),
+            ));
+        }
         if deleted_at.is_some() && status.is_active() {
             return Err(SessionError::invalid(
                 "deleted_at",
@@ -211,6 +224,7 @@ impl Session {
             finished_at,
             metrics,
             last_error,
+            stop_reason,
             version,
             deleted_at,
         })
@@ -321,6 +335,12 @@ impl Session {
         !self.is_deleted() && self.status.is_failure() && self.attempt < self.max_attempts
     }
 
+    /// Why a guardrail (budget or runaway guard) stopped it, when one did: a distinct terminal
+    /// reason on a `failed` session, never retried automatically.
+    pub fn stop_reason(&self) -> Option<&StopReason> {
+        self.stop_reason.as_ref()
+    }
+
     /// The session with the version its storage row carries.
     pub fn with_version(mut self, version: u64) -> Self {
         self.version = version;
@@ -371,6 +391,19 @@ impl Session {
         Ok(self.apply(SessionCommand::Fail, now, Some(reason)))
     }
 
+    /// `queued | running | paused -> failed` because a guardrail stopped it: like
+    /// [`Session::fail`] with the reason's text as the last error, plus the typed reason. An
+    /// operator may still retry it by hand ([`Session::retry`] clears the reason).
+    pub fn stop(
+        &mut self,
+        reason: StopReason,
+        now: DateTime<Utc>,
+    ) -> Result<SessionEvent, SessionError> {
+        let event = self.fail(reason.to_string(), now)?;
+        self.stop_reason = Some(reason);
+        Ok(event)
+    }
+
     /// `pending | queued | running | paused -> cancelled`. Final. A blank reason counts as none.
     pub fn cancel(
         &mut self,
@@ -399,6 +432,7 @@ impl Session {
         self.attempt += 1;
         self.metrics.retries = self.metrics.retries.saturating_add(1);
         self.last_error = None;
+        self.stop_reason = None;
         Ok(self.apply(SessionCommand::Retry, now, None))
     }
 
@@ -542,6 +576,7 @@ impl From<Session> for SessionRecord {
             finished_at: s.finished_at,
             metrics: s.metrics,
             last_error: s.last_error,
+            stop_reason: s.stop_reason,
             version: s.version,
             deleted_at: s.deleted_at,
         }
@@ -989,6 +1024,41 @@ mod tests {
         assert_eq!(s.version(), 7);
         s.set_version(8);
         assert_eq!(s.version(), 8);
+    }
+
+    #[test]
+    fn a_guardrail_stop_fails_the_session_with_a_typed_reason_that_a_manual_retry_clears() {
+        use crate::guard::{BudgetMetric, BudgetScope};
+        let reason = StopReason::BudgetExceeded {
+            scope: BudgetScope::Session,
+            metric: BudgetMetric::Tokens,
+            used: 120,
+            limit: 100,
+        };
+        let mut s = session_in(Running);
+        let event = s.stop(reason.clone(), t(50)).unwrap();
+        assert_eq!(s.status(), Failed);
+        assert_eq!(s.stop_reason(), Some(&reason));
+        assert_eq!(s.last_error(), Some(reason.to_string().as_str()));
+        assert!(matches!(
+            event,
+            SessionEvent::StatusChanged { to: Failed, .. }
+        ));
+        let back = Session::rehydrate(s.to_record()).unwrap();
+        assert_eq!(back, s);
+        s.retry(t(51)).unwrap();
+        assert_eq!(s.stop_reason(), None);
+
+        let mut done = session_in(Completed);
+        assert!(done.stop(reason.clone(), t(52)).is_err());
+        assert_eq!(
+            done.stop_reason(),
+            None,
+            "a refused stop leaves the session as it was"
+        );
+        let mut record = session_in(Completed).to_record();
+        record.stop_reason = Some(reason);
+        assert!(Session::rehydrate(record).is_err());
     }
 
     #[test]

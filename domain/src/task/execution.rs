@@ -77,6 +77,20 @@ pub struct TreeRun {
     /// Set when an operator cancels the tree: nothing new starts, running sessions are stopped.
     #[serde(default)]
     pub cancel_requested: Option<String>,
+    /// The tree's spending cap and the estimate it reserved against it before fanning out;
+    /// `None`: no tree cap.
+    #[serde(default)]
+    pub budget: Option<TreeBudget>,
+}
+
+/// A task tree's budget: every session of the tree counts against `cap`; `reserved` is the
+/// estimate checked against it when the tree started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeBudget {
+    /// The caps for the whole tree.
+    pub cap: crate::guard::Budget,
+    /// What the tree was estimated to spend when it started.
+    pub reserved: crate::guard::Spend,
 }
 
 /// What a finished leaf leaves for the tasks that depend on it.

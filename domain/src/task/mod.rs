@@ -8,6 +8,6 @@ mod kinds;
 
 pub use entity::{NewTask, Task, TaskAssignment, TaskRecord, TaskTitle};
 pub use error::TaskError;
-pub use execution::{FailurePolicy, TaskExecution, TaskResult, TreeRun};
+pub use execution::{FailurePolicy, TaskExecution, TaskResult, TreeBudget, TreeRun};
 pub use graph::TaskGraph;
 pub use kinds::{ParseTaskComplexityError, ParseTaskStatusError, TaskComplexity, TaskStatus};
