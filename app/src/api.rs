@@ -300,6 +300,79 @@ pub async fn get_status_board() -> Result<StatusBoard, ServerFnError> {
     services.fleet.status_board().await.map_err(query_failed)
 }
 
+/// The inbox: open items first, then the latest resolved ones.
+#[server(prefix = "/api/sf", endpoint = "list_inbox")]
+pub async fn list_inbox() -> Result<InboxView, ServerFnError> {
+    let services = crate::ports::AppServices::from_context()?;
+    services.inbox.inbox().await.map_err(query_failed)
+}
+
+/// Answers an inbox item as the signed-in user (see [`InboxAnswerForm`] for the fields), then
+/// shows the inbox again. A relay the agent server refused is reported and nothing is stored.
+#[server(prefix = "/api/sf", endpoint = "answer_inbox")]
+pub async fn answer_inbox(
+    id: String,
+    reply: Option<String>,
+    message: Option<String>,
+    questions: Option<String>,
+    choice: Option<std::collections::BTreeMap<String, String>>,
+    custom: Option<std::collections::BTreeMap<String, String>>,
+    csrf_token: Option<String>,
+) -> Result<String, ServerFnError> {
+    // `csrf_token` is checked by the server's access middleware before this runs (see
+    // server/src/http/auth.rs); declared so the hydrated form sends it along.
+    let _ = csrf_token;
+    let id = id
+        .trim()
+        .parse::<domain::InboxItemId>()
+        .map_err(|_| bad_argument("id", "not an inbox item id"))?;
+    let form = InboxAnswerForm {
+        reply,
+        message,
+        questions,
+        choice: choice.unwrap_or_default(),
+        custom: custom.unwrap_or_default(),
+    };
+    let answer = form
+        .to_answer()
+        .map_err(|(field, message)| bad_argument(field, &message))?;
+    let by = use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<domain::CurrentUser>().cloned())
+        .map(|user| user.name)
+        .ok_or_else(|| -> ServerFnError {
+            ServerFnError::ServerError("nobody is signed in".into())
+        })?;
+    let services = crate::ports::AppServices::from_context()?;
+    let item = services
+        .inbox
+        .answer(id, answer, &by)
+        .await
+        .map_err(command_failed)?;
+    Ok(format!("answered {} as {by}", item.kind.name()))
+}
+
+/// The configured budgets and runaway limits.
+#[server(prefix = "/api/sf", endpoint = "get_guardrails")]
+pub async fn get_guardrails() -> Result<GuardrailsView, ServerFnError> {
+    let services = crate::ports::AppServices::from_context()?;
+    Ok(services.guardrails.guardrails().await)
+}
+
+/// A task tree's budget and what its sessions spent; `None` without a budget or for an unknown
+/// (or malformed) id.
+#[server(prefix = "/api/sf", endpoint = "get_tree_budget")]
+pub async fn get_tree_budget(id: String) -> Result<Option<TreeBudgetView>, ServerFnError> {
+    let Ok(id) = id.trim().parse::<domain::TaskId>() else {
+        return Ok(None);
+    };
+    let services = crate::ports::AppServices::from_context()?;
+    services
+        .guardrails
+        .tree_budget(id)
+        .await
+        .map_err(query_failed)
+}
+
 /// A failed query as server functions report it.
 #[cfg(feature = "ssr")]
 fn query_failed(error: crate::ports::QueryError) -> ServerFnError {
@@ -321,6 +394,7 @@ fn command_failed(error: crate::ports::CommandError) -> ServerFnError {
         CommandError::Invalid { .. } => http::StatusCode::BAD_REQUEST,
         CommandError::NotFound(_) => http::StatusCode::NOT_FOUND,
         CommandError::NotAllowed(_) => http::StatusCode::CONFLICT,
+        CommandError::Upstream(_) => http::StatusCode::BAD_GATEWAY,
         CommandError::Unavailable(message) => {
             tracing::warn!(%message, "command failed: storage unavailable");
             http::StatusCode::SERVICE_UNAVAILABLE

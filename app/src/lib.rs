@@ -55,6 +55,9 @@ pub fn App() -> impl IntoView {
                     <a href="/sessions">"SESSIONS"</a>
                     <a href="/tasks">"TASKS"</a>
                     <a href="/agents">"AGENTS"</a>
+                    <a href="/inbox" data-testid="nav-inbox">
+                        "INBOX"
+                    </a>
                     // A full page load: the wall screen is served outside the app, without scripts.
                     <a href=pages::STATUS_PATH rel="external">
                         "STATUS"
@@ -111,6 +114,7 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("agents") view=pages::Agents ssr=SsrMode::Async />
+                    <Route path=StaticSegment("inbox") view=pages::Inbox ssr=SsrMode::Async />
                     <Route
                         path=(StaticSegment("agents"), ParamSegment("name"))
                         view=pages::AgentEdit

@@ -7,10 +7,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::{Agent, Page, PageRequest, Session, SessionFilter, SessionId, Task, TaskId};
+use domain::{
+    Agent, InboxAnswer, InboxItem, InboxItemId, Page, PageRequest, Session, SessionFilter,
+    SessionId, Task, TaskId,
+};
 
 use crate::api::{
-    AgentForm, AgentRow, FleetStatus, NewTaskForm, SessionDetail, SessionStats, StatusBoard,
+    AgentForm, AgentRow, FleetStatus, GuardrailsView, InboxView, NewTaskForm, SessionDetail,
+    SessionStats, StatusBoard, TreeBudgetView,
 };
 
 /// Why a query could not be answered. Carries no adapter types across the boundary.
@@ -38,6 +42,9 @@ pub enum CommandError {
     NotAllowed(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A remote party (an agent server) refused or did not take the command; nothing changed.
+    #[error("{0}")]
+    Upstream(String),
 }
 
 /// Read side of sessions, as the dashboard sees it.
@@ -102,6 +109,30 @@ pub trait FleetQueries: Send + Sync + 'static {
     async fn status_board(&self) -> Result<StatusBoard, QueryError>;
 }
 
+/// The human-in-the-loop inbox: what agents asked, and the operator's answers.
+#[async_trait]
+pub trait InboxPort: Send + Sync + 'static {
+    /// The open items (escalated first, then the longest waiting) and the latest resolved ones.
+    async fn inbox(&self) -> Result<InboxView, QueryError>;
+    /// Answers an open item on behalf of `by` (relayed to the agent server before it is stored).
+    async fn answer(
+        &self,
+        id: InboxItemId,
+        answer: InboxAnswer,
+        by: &str,
+    ) -> Result<InboxItem, CommandError>;
+}
+
+/// The configured guardrails, and what task trees spent against their budgets.
+#[async_trait]
+pub trait GuardrailQueries: Send + Sync + 'static {
+    /// The configured caps and runaway limits.
+    async fn guardrails(&self) -> GuardrailsView;
+    /// A root task's budget and its sessions' spend; `None` when the tree has no budget (or
+    /// does not exist).
+    async fn tree_budget(&self, root: TaskId) -> Result<Option<TreeBudgetView>, QueryError>;
+}
+
 /// Everything the server functions may call, provided once per request through context.
 #[derive(Clone)]
 pub struct AppServices {
@@ -113,6 +144,8 @@ pub struct AppServices {
     pub agents: Arc<dyn AgentQueries>,
     pub agent_commands: Arc<dyn AgentCommands>,
     pub fleet: Arc<dyn FleetQueries>,
+    pub inbox: Arc<dyn InboxPort>,
+    pub guardrails: Arc<dyn GuardrailQueries>,
 }
 
 impl AppServices {

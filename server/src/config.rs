@@ -51,6 +51,107 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub http: HttpSettings,
+    #[serde(default)]
+    pub admission: AdmissionSettings,
+    /// Budgets and the runaway guard (`[guardrails]`; see [`crate::application::guardrails`]).
+    #[serde(default)]
+    pub guardrails: crate::application::GuardrailSettings,
+    /// The human-in-the-loop inbox: escalation and auto-answer rules (`[inbox]`; see
+    /// [`crate::application::inbox`] for the rules and examples).
+    #[serde(default)]
+    pub inbox: crate::application::InboxSettings,
+}
+
+/// Admission control: per provider/model concurrency pools that shrink on rate limits
+/// (`[admission]`, `OIO_ADMISSION__…`; see [`crate::application::admission`]).
+///
+/// ```toml
+/// [admission]
+/// default_max = 16
+/// [admission.pools."anthropic/claude-sonnet-4"]
+/// max = 4
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AdmissionSettings {
+    /// Turns at once per pool (`provider/model`, or `default` for servers' default model)
+    /// without an entry in `pools`.
+    pub default_max: u32,
+    /// The lowest a rate limit can push a pool's limit (at least 1).
+    pub min: u32,
+    /// Rate-limit signals within this long of a shrink do not shrink again (one storm, one halving).
+    pub cooldown_ms: u64,
+    /// Without a rate-limit signal for this long, a shrunk limit grows by one (repeatedly).
+    pub grow_after_ms: u64,
+    /// Per-pool bounds, keyed `provider/model` (or `default`).
+    pub pools: std::collections::BTreeMap<String, AdmissionPoolSettings>,
+}
+
+impl Default for AdmissionSettings {
+    fn default() -> Self {
+        Self {
+            default_max: 16,
+            min: 1,
+            cooldown_ms: 10_000,
+            grow_after_ms: 30_000,
+            pools: Default::default(),
+        }
+    }
+}
+
+/// One pool's bounds (`[admission.pools."provider/model"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionPoolSettings {
+    pub max: u32,
+    /// `admission.min` when absent.
+    pub min: Option<u32>,
+}
+
+impl AdmissionSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("admission.default_max", u64::from(self.default_max)),
+            ("admission.min", u64::from(self.min)),
+            ("admission.cooldown_ms", self.cooldown_ms),
+            ("admission.grow_after_ms", self.grow_after_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        if self.min > self.default_max {
+            return Err(invalid(
+                "admission.min",
+                "must not be above admission.default_max",
+            ));
+        }
+        for (key, pool) in &self.pools {
+            let valid_key = key == "default"
+                || key
+                    .split_once('/')
+                    .is_some_and(|(provider, model)| !provider.is_empty() && !model.is_empty());
+            if !valid_key {
+                return Err(invalid(
+                    "admission.pools",
+                    format!("`{key}` is neither `provider/model` nor `default`"),
+                ));
+            }
+            if pool.max == 0 {
+                return Err(invalid(
+                    "admission.pools",
+                    format!("`{key}`: max must be at least 1"),
+                ));
+            }
+            if pool.min.is_some_and(|min| min == 0 || min > pool.max) {
+                return Err(invalid(
+                    "admission.pools",
+                    format!("`{key}`: min must be between 1 and max"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Limits on inbound HTTP requests, every route (`[http]`, `OIO_HTTP__…`); see
@@ -182,6 +283,52 @@ pub struct OpenCodeSettings {
     pub servers: Vec<OpenCodeServerSettings>,
     #[serde(default)]
     pub resilience: OpenCodeResilienceSettings,
+    /// Servers this process starts and owns (`[[opencode.supervised]]`).
+    #[serde(default)]
+    pub supervised: Vec<SupervisedServerSettings>,
+    /// The binary supervised servers run; when absent, `node_modules/opencode-<os>-<arch>/bin/
+    /// opencode` under the current directory (or above it), else `opencode` on `PATH`.
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    /// The version supervised servers must have (`opencode --version`); default the one the
+    /// orchestrator is written against.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+impl OpenCodeSettings {
+    /// The pinned version for supervised servers.
+    pub fn version(&self) -> &str {
+        self.version
+            .as_deref()
+            .unwrap_or(crate::adapters::opencode::supervisor::PINNED_VERSION)
+    }
+}
+
+/// One OpenCode server this process starts and supervises (`[[opencode.supervised]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SupervisedServerSettings {
+    /// The server's stable name (how the fleet, the queue and the metrics name it).
+    pub name: String,
+    /// Its working directory; `data_dir` when absent.
+    #[serde(default)]
+    pub directory: Option<PathBuf>,
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    /// Memory (RSS) past which the server is recycled between turns; 0 for no limit.
+    #[serde(default = "default_max_rss_mb")]
+    pub max_rss_mb: u64,
+    /// How often its health and memory are checked.
+    #[serde(default = "default_health_interval_ms")]
+    pub health_interval_ms: u64,
+}
+
+fn default_max_rss_mb() -> u64 {
+    2048
+}
+
+fn default_health_interval_ms() -> u64 {
+    5000
 }
 
 /// How the orchestrator treats every OpenCode server (`[opencode.resilience]`,
@@ -441,10 +588,36 @@ impl Settings {
             return Err(invalid("worktrees.root", "must not be empty"));
         }
         self.http.validate()?;
+        self.admission.validate()?;
+        self.guardrails
+            .validate()
+            .map_err(|e| invalid(e.field, e.message))?;
+        self.inbox.policies()?;
         for server in &self.opencode.servers {
             validate_opencode_url("opencode.servers.url", &server.url)?;
             if server.capacity == 0 {
                 return Err(invalid("opencode.servers.capacity", "must be at least 1"));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for server in &self.opencode.supervised {
+            if server.name.trim().is_empty() || !names.insert(server.name.as_str()) {
+                return Err(invalid(
+                    "opencode.supervised.name",
+                    "must be given, and unique among supervised servers",
+                ));
+            }
+            if server.capacity == 0 {
+                return Err(invalid(
+                    "opencode.supervised.capacity",
+                    "must be at least 1",
+                ));
+            }
+            if server.health_interval_ms < 100 {
+                return Err(invalid(
+                    "opencode.supervised.health_interval_ms",
+                    "must be at least 100",
+                ));
             }
         }
         Ok(())
@@ -493,6 +666,15 @@ impl Settings {
                     "password": s.password.as_ref().map(|_| "***"),
                     "capacity": s.capacity,
                 })).collect::<Vec<_>>(),
+                "supervised": self.opencode.supervised.iter().map(|s| serde_json::json!({
+                    "name": s.name,
+                    "directory": s.directory.as_ref().map(|d| d.display().to_string()),
+                    "capacity": s.capacity,
+                    "max_rss_mb": s.max_rss_mb,
+                    "health_interval_ms": s.health_interval_ms,
+                })).collect::<Vec<_>>(),
+                "binary": self.opencode.binary.as_ref().map(|b| b.display().to_string()),
+                "version": self.opencode.version(),
                 "resilience": {
                     "request_timeout_secs": self.opencode.resilience.request_timeout_secs,
                     "connect_timeout_secs": self.opencode.resilience.connect_timeout_secs,
@@ -513,6 +695,17 @@ impl Settings {
                 "public_status": self.auth.public_status,
             },
             "log": { "format": format!("{:?}", self.log.format).to_lowercase(), "filter": self.log.filter },
+            "admission": {
+                "default_max": self.admission.default_max,
+                "min": self.admission.min,
+                "cooldown_ms": self.admission.cooldown_ms,
+                "grow_after_ms": self.admission.grow_after_ms,
+                "pools": self.admission.pools.iter().map(|(key, pool)| (key.clone(), serde_json::json!({
+                    "max": pool.max,
+                    "min": pool.min,
+                }))).collect::<serde_json::Map<_, _>>(),
+            },
+            "inbox": self.inbox,
             "http": {
                 "max_body_bytes": self.http.max_body_bytes,
                 "rate_limit_per_second": self.http.rate_limit_per_second,
@@ -883,5 +1076,115 @@ capacity = 2
         assert_eq!(s.redacted()["http"]["max_body_bytes"], 2048);
         let err = Settings::load_from(None, env(&[("OIO_HTTP__MAX_BODY_BYTES", "0")])).unwrap_err();
         assert!(err.to_string().contains("http.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn admission_pools_come_from_the_file_and_bad_bounds_are_rejected_naming_the_field() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s.admission, AdmissionSettings::default());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("oio.toml");
+        std::fs::write(
+            &file,
+            r#"
+[admission]
+default_max = 8
+cooldown_ms = 500
+[admission.pools."fake/fake-coder"]
+max = 4
+[admission.pools."OpenAI/gpt-4.1"]
+max = 2
+min = 2
+"#,
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), env(&[("OIO_ADMISSION__MIN", "2")])).unwrap();
+        assert_eq!((s.admission.default_max, s.admission.min), (8, 2));
+        assert_eq!(s.admission.cooldown_ms, 500);
+        let keys: Vec<_> = s.admission.pools.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["OpenAI/gpt-4.1", "fake/fake-coder"],
+            "keys kept verbatim"
+        );
+        assert_eq!(s.admission.pools["fake/fake-coder"].max, 4);
+        assert_eq!(
+            s.redacted()["admission"]["pools"]["fake/fake-coder"]["max"],
+            4
+        );
+
+        for (toml, field) in [
+            ("[admission]\ndefault_max = 0", "admission.default_max"),
+            ("[admission]\nmin = 9\ndefault_max = 8", "admission.min"),
+            ("[admission]\ngrow_after_ms = 0", "admission.grow_after_ms"),
+            ("[admission.pools.\"nomodel\"]\nmax = 2", "admission.pools"),
+            ("[admission.pools.\"a/b\"]\nmax = 0", "admission.pools"),
+            (
+                "[admission.pools.\"a/b\"]\nmax = 2\nmin = 3",
+                "admission.pools",
+            ),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let err = Settings::load_from(Some(&file), env(&[])).unwrap_err();
+            assert!(err.to_string().contains(field), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn supervised_servers_come_from_the_file_with_defaults_and_bad_ones_are_refused() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert!(s.opencode.supervised.is_empty());
+        assert_eq!(s.opencode.version(), "1.18.33");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("oio.toml");
+        std::fs::write(
+            &file,
+            r#"
+[opencode]
+binary = "/opt/opencode"
+version = "1.18.34"
+[[opencode.supervised]]
+name = "local-1"
+directory = "/srv/work"
+max_rss_mb = 512
+[[opencode.supervised]]
+name = "local-2"
+"#,
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), env(&[])).unwrap();
+        assert_eq!(s.opencode.binary, Some(PathBuf::from("/opt/opencode")));
+        assert_eq!(s.opencode.version(), "1.18.34");
+        let [one, two] = s.opencode.supervised.as_slice() else {
+            panic!("two supervised servers: {:?}", s.opencode.supervised);
+        };
+        assert_eq!(one.directory, Some(PathBuf::from("/srv/work")));
+        assert_eq!((one.max_rss_mb, one.capacity), (512, 4));
+        assert_eq!((two.directory.clone(), two.max_rss_mb), (None, 2048));
+        assert_eq!(two.health_interval_ms, 5000);
+        assert_eq!(s.redacted()["opencode"]["supervised"][1]["name"], "local-2");
+
+        for (toml, field) in [
+            (
+                "[[opencode.supervised]]\nname = \"a\"\n[[opencode.supervised]]\nname = \"a\"",
+                "opencode.supervised.name",
+            ),
+            (
+                "[[opencode.supervised]]\nname = \" \"",
+                "opencode.supervised.name",
+            ),
+            (
+                "[[opencode.supervised]]\nname = \"a\"\ncapacity = 0",
+                "opencode.supervised.capacity",
+            ),
+            (
+                "[[opencode.supervised]]\nname = \"a\"\nhealth_interval_ms = 5",
+                "opencode.supervised.health_interval_ms",
+            ),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let err = Settings::load_from(Some(&file), env(&[])).unwrap_err();
+            assert!(err.to_string().contains(field), "{toml}: {err}");
+        }
     }
 }

@@ -138,7 +138,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         | Command::Task { .. }
         | Command::Agent { .. }
         | Command::Token { .. }
-        | Command::User { .. } => {
+        | Command::User { .. }
+        | Command::Inbox { .. } => {
             unreachable!("operator commands return above")
         }
     }

@@ -43,6 +43,23 @@ pub const TOKENS: &str = "oio_tokens_total";
 /// `metrics` crate's counters are integers); `rate()` treats it as the counter it is.
 pub const COST_USD: &str = "oio_cost_usd_total";
 
+/// Gauge, `{pool}` (`provider/model`, or `default`): the admission limit of a pool now.
+pub const ADMISSION_LIMIT: &str = "oio_admission_limit";
+/// Gauge, `{pool}`: sessions waiting for a slot of a pool.
+pub const ADMISSION_WAITING: &str = "oio_admission_waiting";
+
+/// Gauge, `{server}`: resident memory of a supervised OpenCode server (process and descendants).
+pub const OPENCODE_RSS: &str = "oio_opencode_rss_bytes";
+/// Counter, `{server, reason}` (`exited`, `unhealthy`, `memory`): supervised OpenCode restarts.
+pub const OPENCODE_RESTARTS: &str = "oio_opencode_restarts_total";
+
+/// Counter: inbox items left unanswered past `inbox.escalate_after_secs`.
+pub const INBOX_ESCALATIONS: &str = "oio_inbox_escalations_total";
+
+/// Counter, `{code}` (`budget_exceeded`, `step_limit`, `tool_call_limit`, `wall_time`,
+/// `repeated_tool_failure`): sessions a guardrail stopped.
+pub const GUARDRAIL_STOPS: &str = "oio_guardrail_stops_total";
+
 /// Every family the server declares.
 pub const ALL: &[&str] = &[
     SESSIONS,
@@ -55,6 +72,12 @@ pub const ALL: &[&str] = &[
     LOCK_WAIT,
     TOKENS,
     COST_USD,
+    ADMISSION_LIMIT,
+    ADMISSION_WAITING,
+    OPENCODE_RSS,
+    OPENCODE_RESTARTS,
+    INBOX_ESCALATIONS,
+    GUARDRAIL_STOPS,
 ];
 
 /// Bucket bounds in seconds. Dispatch waits for free capacity (seconds to minutes); OpenCode calls
@@ -144,6 +167,11 @@ fn declare() {
     );
     describe_counter!(TOKENS, "Tokens reported by finished turns.");
     describe_gauge!(COST_USD, "Cost reported by finished turns, in USD.");
+    describe_gauge!(
+        ADMISSION_LIMIT,
+        "Admission limit of a provider/model pool (shrinks on rate limits)."
+    );
+    describe_gauge!(ADMISSION_WAITING, "Sessions waiting for a slot of a pool.");
 
     for status in SessionStatus::ALL {
         gauge!(SESSIONS, "status" => status.as_str()).set(0.0);
@@ -157,6 +185,34 @@ fn declare() {
         counter!(TOKENS, "kind" => kind).increment(0);
     }
     gauge!(COST_USD).increment(0.0);
+    describe_gauge!(
+        OPENCODE_RSS,
+        metrics::Unit::Bytes,
+        "Resident memory of a supervised OpenCode server."
+    );
+    describe_counter!(OPENCODE_RESTARTS, "Supervised OpenCode server restarts.");
+    // Exposed (unlabelled, zero) even without supervised servers; each supervised server adds
+    // its own series when it starts.
+    gauge!(OPENCODE_RSS).set(0.0);
+    counter!(OPENCODE_RESTARTS).increment(0);
+    describe_counter!(
+        INBOX_ESCALATIONS,
+        "Inbox items left unanswered past the escalation deadline."
+    );
+    counter!(INBOX_ESCALATIONS).increment(0);
+    describe_counter!(
+        GUARDRAIL_STOPS,
+        "Sessions stopped by a guardrail (budget or runaway guard), by stop reason."
+    );
+    for code in [
+        "budget_exceeded",
+        "step_limit",
+        "tool_call_limit",
+        "wall_time",
+        "repeated_tool_failure",
+    ] {
+        counter!(GUARDRAIL_STOPS, "code" => code).increment(0);
+    }
     // Creating the handles registers the histograms: they render, empty, before any sample.
     let _ = histogram!(DISPATCH_LATENCY);
     let _ = histogram!(LOCK_WAIT);
@@ -224,9 +280,28 @@ pub fn record_dispatch_latency(latency: Duration) {
     histogram!(DISPATCH_LATENCY).record(latency.as_secs_f64());
 }
 
+pub fn inbox_escalated() {
+    handle();
+    counter!(INBOX_ESCALATIONS).increment(1);
+}
+
+/// A session stopped by a guardrail (`code`: the stop reason's stable code).
+pub fn record_guardrail_stop(code: &'static str) {
+    handle();
+    counter!(GUARDRAIL_STOPS, "code" => code).increment(1);
+}
+
 pub fn record_lock_wait(wait: Duration) {
     handle();
     histogram!(LOCK_WAIT).record(wait.as_secs_f64());
+}
+
+/// An admission pool's limit and queue length now (see `application::admission`). Pools are a
+/// handful of configured models: a low-cardinality label.
+pub fn record_admission(pool: &str, limit: u32, waiting: usize) {
+    handle();
+    gauge!(ADMISSION_LIMIT, "pool" => pool.to_owned()).set(f64::from(limit));
+    gauge!(ADMISSION_WAITING, "pool" => pool.to_owned()).set(waiting as f64);
 }
 
 /// One OpenCode call, retries included. `server` is the client's display name (its base URL,
@@ -244,6 +319,17 @@ pub fn record_opencode_call(server: &str, operation: &'static str, took: Duratio
         // Registered at zero, so the error rate reads 0 rather than nothing for a healthy server.
         counter!(OPENCODE_CALL_ERRORS, &labels).increment(0);
     }
+}
+
+/// A supervised server's restarts: `count` more for `reason` (0 registers the series).
+pub fn record_opencode_restart(server: &str, reason: &'static str, count: u64) {
+    handle();
+    counter!(OPENCODE_RESTARTS, "server" => server.to_owned(), "reason" => reason).increment(count);
+}
+
+pub fn set_opencode_rss(server: &str, bytes: u64) {
+    handle();
+    gauge!(OPENCODE_RSS, "server" => server.to_owned()).set(bytes as f64);
 }
 
 /// The gauge value of a breaker state: higher is worse.

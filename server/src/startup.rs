@@ -18,9 +18,11 @@ use crate::adapters::memory_lock::MemoryLock;
 use crate::adapters::opencode::{Fleet, HealthChecks, ResiliencePolicy};
 use crate::adapters::redis::{RedisLock, RedisLockConfig};
 use crate::application::{
-    AgentService, AuthService, Engine, EngineConfig, EngineDeps, SessionLifecycle, SessionService,
-    TaskDecompositionService, TaskExecutor, TaskRouter, TemplateLibrary,
+    Admission, AdmissionConfig, AgentService, AuthService, Engine, EngineConfig, EngineDeps,
+    SessionLifecycle, SessionService, TaskDecompositionService, TaskExecutor, TaskRouter,
+    TemplateLibrary,
 };
+use crate::application::{InboxService, InboxWatch};
 use crate::config::Settings;
 use crate::http;
 use crate::ports::lock::{DistributedLock, LockError};
@@ -42,6 +44,8 @@ pub enum StartupError {
     Leptos(String),
     #[error("OpenCode fleet: {0}")]
     Fleet(#[from] AgentServerError),
+    #[error("supervised OpenCode server: {0}")]
+    Supervisor(#[from] crate::adapters::opencode::SupervisorError),
     #[error("distributed lock (Redis): {0}")]
     Lock(#[from] LockError),
 }
@@ -78,14 +82,17 @@ impl TaskServices {
                 TemplateLibrary::builtin(),
             )),
             router: router.clone(),
-            executor: Arc::new(TaskExecutor::new(
-                store.tasks.clone(),
-                store.sessions.clone(),
-                store.unit_of_work.clone(),
-                lifecycle,
-                router,
-                settings.engine.task_max_parallel,
-            )),
+            executor: Arc::new(
+                TaskExecutor::new(
+                    store.tasks.clone(),
+                    store.sessions.clone(),
+                    store.unit_of_work.clone(),
+                    lifecycle,
+                    router,
+                    settings.engine.task_max_parallel,
+                )
+                .with_guardrails(settings.guardrails.validate().unwrap_or_default()),
+            ),
         }
     }
 }
@@ -103,13 +110,26 @@ pub struct Application {
     auth: Arc<AuthService>,
     /// Health checks of the fleet run while the application lives.
     _health_checks: Option<HealthChecks>,
+    /// Supervised OpenCode servers: killed when the application is dropped.
+    _supervisors: Vec<crate::adapters::opencode::Supervisor>,
+    inbox: Arc<InboxService>,
+    /// Follows the servers' permission requests and questions (where the engine runs).
+    _inbox_watch: Option<InboxWatch>,
 }
 
 impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let store = storage::connect(settings).await?;
         let policy = ResiliencePolicy::from(&settings.opencode.resilience);
-        let fleet = Arc::new(Fleet::from_settings(&settings.opencode, &policy)?);
+        let mut fleet = Fleet::from_settings(&settings.opencode, &policy)?;
+        let mut supervisors = Vec::new();
+        for (supervisor, capacity) in
+            crate::adapters::opencode::supervisor::start_configured(settings, &policy).await?
+        {
+            fleet.add(supervisor.client().clone(), capacity);
+            supervisors.push(supervisor);
+        }
+        let fleet = Arc::new(fleet);
         let health_checks =
             (!fleet.is_empty()).then(|| fleet.spawn_health_checks(policy.health_check_interval));
         // With Redis, workspace locks hold across replicas; embedded, in process.
@@ -135,8 +155,12 @@ impl Application {
             ));
             stop
         });
+        // Shared by the engine (its sessions wait here) and the API (which reports on it).
+        let admission = Admission::new(AdmissionConfig::from_settings(&settings.admission));
+        // Validated with the rest of the settings at load.
+        let guardrails = settings.guardrails.validate().unwrap_or_default();
         let engine = settings.engine.enabled.then(|| {
-            Engine::start(
+            Engine::start_with(
                 EngineDeps {
                     sessions: store.sessions.clone(),
                     agents: store.agents.clone(),
@@ -153,6 +177,27 @@ impl Application {
                     &settings.engine,
                     CleanupPolicy::from(settings.worktrees.cleanup),
                 ),
+                admission.clone(),
+                guardrails.clone(),
+            )
+        });
+
+        let inbox = Arc::new(
+            InboxService::from_settings(
+                &settings.inbox,
+                store.inbox.clone(),
+                store.unit_of_work.clone(),
+                fleet.clone(),
+            )
+            .map_err(StorageError::from)?,
+        );
+        let inbox_watch = settings.engine.enabled.then(|| {
+            inbox.watch(
+                fleet
+                    .report()
+                    .iter()
+                    .filter_map(|r| crate::ports::AgentServers::get(fleet.as_ref(), &r.server))
+                    .collect(),
             )
         });
 
@@ -187,6 +232,8 @@ impl Application {
             tasks.clone(),
             fleet.clone(),
         )
+        .with_inbox(inbox.clone())
+        .with_guardrails(guardrails.clone())
         .into_app_services(Arc::new(SessionService::new(store.sessions.clone())));
         let auth = Arc::new(AuthService::new(
             store.credentials.clone(),
@@ -219,12 +266,16 @@ impl Application {
                 fleet.clone(),
                 Some(store.queue.clone()),
             ))
-            .merge(http::api::routes(http::api::ApiState::new(
-                &store,
-                lifecycle.clone(),
-                tasks.clone(),
-                fleet.clone(),
-            )))
+            .merge(http::api::routes(
+                http::api::ApiState::new(
+                    &store,
+                    lifecycle.clone(),
+                    tasks.clone(),
+                    fleet.clone(),
+                    Arc::new(admission.clone()),
+                )
+                .with_inbox(inbox.clone()),
+            ))
             .merge(http::auth::routes(auth_state.clone()))
             .layer(http::limits::layer(&settings.http)) // inside auth: it sets the RateKey
             // Every route above passes the access policy (src/http/auth.rs).
@@ -251,6 +302,9 @@ impl Application {
             scheduler_stop,
             auth,
             _health_checks: health_checks,
+            _supervisors: supervisors,
+            inbox,
+            _inbox_watch: inbox_watch,
         })
     }
 
@@ -271,6 +325,11 @@ impl Application {
     /// Agents, decomposition, routing and task-tree execution.
     pub fn tasks(&self) -> &TaskServices {
         &self.tasks
+    }
+
+    /// The human-in-the-loop inbox.
+    pub fn inbox(&self) -> &Arc<InboxService> {
+        &self.inbox
     }
 
     /// Users, API tokens and browser sessions.

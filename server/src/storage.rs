@@ -8,8 +8,8 @@ use secrecy::ExposeSecret;
 use crate::adapters::{postgres::PostgresStore, sqlite::SqliteStore};
 use crate::config::{redact_url, Backend, ConfigError, Settings};
 use crate::ports::{
-    AgentRepository, CredentialStore, DispatchQueue, Outbox, SessionRepository, TaskRepository,
-    UnitOfWork,
+    AgentRepository, CredentialStore, DispatchQueue, InboxRepository, Outbox, SessionRepository,
+    TaskRepository, UnitOfWork,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,7 @@ pub struct Store {
     pub outbox: Arc<dyn Outbox>,
     pub queue: Arc<dyn DispatchQueue>,
     pub credentials: Arc<dyn CredentialStore>,
+    pub inbox: Arc<dyn InboxRepository>,
 }
 
 impl Store {
@@ -50,7 +51,8 @@ impl Store {
             + UnitOfWork
             + Outbox
             + DispatchQueue
-            + CredentialStore,
+            + CredentialStore
+            + InboxRepository,
     {
         let adapter = Arc::new(adapter);
         Self {
@@ -60,7 +62,8 @@ impl Store {
             unit_of_work: adapter.clone(),
             outbox: adapter.clone(),
             queue: adapter.clone(),
-            credentials: adapter,
+            credentials: adapter.clone(),
+            inbox: adapter,
         }
     }
 }

@@ -702,6 +702,9 @@ async fn the_openapi_document_lists_every_endpoint() {
         ("/api/v1/agents", &["get", "post"]),
         ("/api/v1/agents/{name}", &["get", "put"]),
         ("/api/v1/fleet", &["get"]),
+        ("/api/v1/inbox", &["get"]),
+        ("/api/v1/inbox/{id}", &["get"]),
+        ("/api/v1/inbox/{id}/answer", &["post"]),
         ("/api/v1/events", &["get"]),
         ("/api/v1/openapi.json", &["get"]),
     ] {
@@ -722,7 +725,8 @@ async fn the_openapi_document_lists_every_endpoint() {
             }
         }
     }
-    assert_eq!(paths.len(), 15, "{:?}", paths.keys().collect::<Vec<_>>());
+    // 15 + /api/v1/admission + the 3 inbox paths.
+    assert_eq!(paths.len(), 19, "{:?}", paths.keys().collect::<Vec<_>>());
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for schema in [
         "ErrorBody",

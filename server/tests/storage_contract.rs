@@ -62,6 +62,7 @@ contract_on_every_backend!(
     credential_store::web_sessions_expire_and_are_purged,
     session_repository::a_committed_session_reads_back_equal_at_version_1,
     session_repository::every_field_round_trips,
+    session_repository::a_guardrail_stop_round_trips_typed_and_a_retry_clears_it,
     session_repository::an_unknown_session_is_none,
     session_repository::the_list_is_newest_first_with_ties_broken_by_id,
     session_repository::the_list_filters_by_status_agent_task_and_time_range,
@@ -99,4 +100,10 @@ contract_on_every_backend!(
     dispatch_queue::a_requeued_session_waits_for_its_backoff,
     dispatch_queue::queue_changes_and_cancellations_are_signalled,
     dispatch_queue::depth_counts_waiting_leased_and_expired_rows,
+    inbox::a_recorded_item_reads_back_equal_at_version_1,
+    inbox::a_repeated_request_is_recorded_once,
+    inbox::racing_recorders_store_one_item,
+    inbox::answering_bumps_the_version_and_keeps_the_resolution,
+    inbox::a_stale_write_conflicts_and_changes_nothing,
+    inbox::lists_are_newest_first_and_open_lists_skip_closed_items,
 );

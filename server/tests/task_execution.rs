@@ -208,6 +208,7 @@ async fn a_decomposed_task_runs_its_dag_on_real_opencode_servers() {
                 workspace: repo.path().display().to_string(),
                 max_parallel: Some(2),
                 policy: None,
+                ..StartTaskRequest::default()
             },
         )
         .await

@@ -100,6 +100,7 @@ fn start_request(repo: &TempDir) -> StartTaskRequest {
         workspace: repo.path().display().to_string(),
         max_parallel: Some(4),
         policy: Some(FailurePolicy::FailFast),
+        ..StartTaskRequest::default()
     }
 }
 
@@ -373,6 +374,29 @@ async fn bad_start_requests_are_refused_naming_the_field(store: Store) {
         "task",
         "a subtask is not started on its own"
     );
+    let mut request = start_request(&repo);
+    request.max_tokens = Some(0);
+    assert_eq!(
+        field(executor.start(root, request).await.unwrap_err()),
+        "max_tokens"
+    );
+    let mut request = start_request(&repo);
+    request.max_cost_usd = Some(-1.0);
+    assert_eq!(
+        field(executor.start(root, request).await.unwrap_err()),
+        "max_cost_usd"
+    );
+    // The tree reserves its estimate before it fans out: three leaves cannot fit 1 000 tokens,
+    // so nothing starts at all.
+    let mut request = start_request(&repo);
+    request.max_tokens = Some(1_000);
+    match executor.start(root, request).await.unwrap_err() {
+        ExecutionError::Invalid(e) => {
+            assert_eq!(e.field, "max_tokens");
+            assert!(e.message.contains("estimate"), "{}", e.message);
+        }
+        other => panic!("expected a field error, got {other:?}"),
+    }
     // Nothing was written by the refusals.
     let untouched = task(&store, root).await;
     assert_eq!(untouched.status(), TaskStatus::Pending);
@@ -394,6 +418,33 @@ async fn bad_start_requests_are_refused_naming_the_field(store: Store) {
         "task",
         "started twice"
     );
+}
+
+async fn a_started_tree_records_its_cap_and_the_estimate_it_reserved(store: Store) {
+    let (root, a, b, c) = diamond(&store, AgentCapability::Backend).await;
+    let repo = repo();
+    let executor = executor(&store);
+    let mut request = start_request(&repo);
+    request.max_tokens = Some(5_000_000);
+    request.max_cost_usd = Some(20.0);
+    executor.start(root, request).await.unwrap();
+    let leaves = [
+        task(&store, a).await,
+        task(&store, b).await,
+        task(&store, c).await,
+    ];
+    let expected = server::application::GuardrailConfig::default().estimate(leaves.iter());
+    assert!(expected.tokens > 0);
+    let run = task(&store, root).await.execution().run.clone().unwrap();
+    let budget = run.budget.expect("the tree's budget is recorded");
+    assert_eq!(budget.cap.max_tokens, Some(5_000_000));
+    assert_eq!(budget.cap.max_cost_micro_usd, Some(20_000_000));
+    assert_eq!(budget.reserved, expected);
+    // Without caps (and none configured) a tree has no budget.
+    let (other, ..) = diamond(&store, AgentCapability::Backend).await;
+    executor.start(other, start_request(&repo)).await.unwrap();
+    let run = task(&store, other).await.execution().run.clone().unwrap();
+    assert_eq!(run.budget, None);
 }
 
 macro_rules! on_both_backends {
@@ -433,4 +484,5 @@ on_both_backends!(
     a_leaf_nobody_can_take_waits_until_an_agent_appears,
     failures_follow_the_policy_and_cancel_stops_the_tree,
     bad_start_requests_are_refused_naming_the_field,
+    a_started_tree_records_its_cap_and_the_estimate_it_reserved,
 );

@@ -1,7 +1,10 @@
 //! Plain serde types the pages exchange with the server, and the pure helpers that build them.
 
 use chrono::{DateTime, Utc};
-use domain::{Agent, Session, SessionStatus, Task};
+use domain::{
+    Agent, Budget, InboxAnswer, InboxItem, InboxReply, RunawayLimits, Session, SessionStatus,
+    Spend, Task,
+};
 use serde::{Deserialize, Serialize};
 
 /// One OpenCode server as the dashboard shows it (its name never carries credentials).
@@ -127,6 +130,9 @@ pub struct SessionDetail {
     /// event committed while the page was rendered is not missed.
     #[serde(default)]
     pub stream_after: Option<i64>,
+    /// The figures of the last `guardrail_stopped` event, when a guardrail stopped the session.
+    #[serde(default)]
+    pub guardrail: Option<GuardrailStop>,
 }
 
 impl SessionDetail {
@@ -138,8 +144,13 @@ impl SessionDetail {
         let mut lines = Vec::new();
         let mut timeline = Vec::new();
         let mut diff = None;
+        let mut guardrail = None;
         for (seq, event_type, payload, occurred_at) in events {
             match event_type.as_str() {
+                // Named by its aggregate in the outbox (`session.guardrail_stopped`).
+                "session.guardrail_stopped" | "guardrail_stopped" => {
+                    guardrail = Some(GuardrailStop::from_payload(&payload))
+                }
                 "session.status_changed" => {
                     timeline.extend(Transition::from_payload(&payload));
                 }
@@ -159,6 +170,41 @@ impl SessionDetail {
             timeline,
             diff,
             stream_after: None,
+            guardrail,
+        }
+    }
+}
+
+/// What a guardrail reported when it stopped a session (a `guardrail_stopped` payload): the code,
+/// the operator's message and what the attempt had done by then.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardrailStop {
+    pub code: String,
+    pub message: String,
+    pub attempt_tokens: Option<u64>,
+    pub attempt_cost_micro_usd: Option<u64>,
+    pub steps: Option<u64>,
+    pub tool_calls: Option<u64>,
+}
+
+impl GuardrailStop {
+    /// From a `guardrail_stopped` payload; missing figures stay `None`.
+    pub fn from_payload(payload: &serde_json::Value) -> Self {
+        let text = |key: &str| {
+            payload
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let number = |key: &str| payload.get(key).and_then(|v| v.as_u64());
+        Self {
+            code: text("code"),
+            message: text("message"),
+            attempt_tokens: number("attempt_tokens"),
+            attempt_cost_micro_usd: number("attempt_cost_micro_usd"),
+            steps: number("steps"),
+            tool_calls: number("tool_calls"),
         }
     }
 }
@@ -203,6 +249,163 @@ pub struct StatusBoard {
     pub fleet: FleetStatus,
     pub running_trees: Vec<Task>,
     pub at: DateTime<Utc>,
+}
+
+/// The inbox page: what waits for an answer, and what was answered (or expired) lately.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxView {
+    /// Escalated first, then the longest waiting.
+    pub open: Vec<InboxItem>,
+    /// The latest closed items, newest first.
+    pub resolved: Vec<InboxItem>,
+    /// When it was read (ages are shown relative to it).
+    pub at: DateTime<Utc>,
+}
+
+/// The configured guardrails: budgets and runaway limits (`None`: no cap).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardrailsView {
+    pub session: Budget,
+    pub task_tree: Budget,
+    pub agent: Budget,
+    /// The window an agent's budget covers.
+    pub agent_window_hours: u64,
+    pub runaway: RunawayLimits,
+}
+
+/// A task tree's budget, its reserved estimate and what its sessions have spent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeBudgetView {
+    pub cap: Budget,
+    pub reserved: Spend,
+    /// What the tree's sessions have recorded (finished attempts).
+    pub spent: Spend,
+}
+
+/// Longest note sent with a permission reply, in characters.
+pub const MAX_INBOX_MESSAGE_CHARS: usize = 2000;
+/// Most questions one answer form may carry.
+pub const MAX_INBOX_QUESTIONS: usize = 32;
+
+/// An inbox answer as a browser form sends it. A permission: the `reply` button pressed (`once`,
+/// `always`, `reject`) and an optional `message`. A question set: `questions` (how many), the
+/// chosen labels in `choice` keyed `q<question>` (radio) or `q<question>o<option>` (checkbox),
+/// free text in `custom` keyed `q<question>`; or `reply=reject` (its REJECT button). (Keys start with a letter:
+/// the form decoder reads keys of digits as list indices.)
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InboxAnswerForm {
+    pub reply: Option<String>,
+    pub message: Option<String>,
+    pub questions: Option<String>,
+    pub choice: std::collections::BTreeMap<String, String>,
+    pub custom: std::collections::BTreeMap<String, String>,
+}
+
+impl InboxAnswerForm {
+    /// The answer the form means, or the offending field and why.
+    pub fn to_answer(&self) -> Result<InboxAnswer, (&'static str, String)> {
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        if given(&self.questions) && given(&self.reply) {
+            // The question form's REJECT button.
+            return match self.reply.as_deref().map(str::trim) {
+                Some("reject") => Ok(InboxAnswer::QuestionRejected),
+                _ => Err((
+                    "reply",
+                    "questions are answered with choices, or rejected".into(),
+                )),
+            };
+        }
+        if given(&self.reply) {
+            let reply = self
+                .reply
+                .as_deref()
+                .unwrap_or_default()
+                .trim()
+                .parse::<InboxReply>()
+                .map_err(|e| ("reply", e.to_string()))?;
+            let message = self
+                .message
+                .as_deref()
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned);
+            if let Some(message) = &message {
+                let chars = message.chars().count();
+                if chars > MAX_INBOX_MESSAGE_CHARS {
+                    return Err((
+                        "message",
+                        format!(
+                            "must be at most {MAX_INBOX_MESSAGE_CHARS} characters (got {chars})"
+                        ),
+                    ));
+                }
+            }
+            return Ok(InboxAnswer::Permission { reply, message });
+        }
+        let Some(count) = self
+            .questions
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+        else {
+            return Err(("reply", "choose once, always or reject".into()));
+        };
+        let count = count
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_INBOX_QUESTIONS).contains(n))
+            .ok_or_else(|| {
+                (
+                    "questions",
+                    format!("must be a number from 1 to {MAX_INBOX_QUESTIONS}"),
+                )
+            })?;
+        let mut chosen: Vec<Vec<(usize, String)>> = vec![Vec::new(); count];
+        let question_of = |field: &'static str, raw: &str| {
+            raw.parse::<usize>()
+                .ok()
+                .filter(|q| *q < count)
+                .ok_or_else(|| (field, format!("unknown question {raw:?}")))
+        };
+        for (key, label) in &self.choice {
+            let rest = key
+                .strip_prefix('q')
+                .ok_or_else(|| ("choice", format!("unknown question {key:?}")))?;
+            let (question, option) = match rest.split_once('o') {
+                Some((q, o)) => (q, o.parse::<usize>().ok()),
+                None => (rest, Some(0)),
+            };
+            let question = question_of("choice", question)?;
+            let option = option.ok_or_else(|| ("choice", format!("unknown option {key:?}")))?;
+            chosen[question].push((option, label.clone()));
+        }
+        let mut answers: Vec<Vec<String>> = chosen
+            .into_iter()
+            .map(|mut labels| {
+                labels.sort_by_key(|(option, _)| *option);
+                labels.into_iter().map(|(_, label)| label).collect()
+            })
+            .collect();
+        for (key, text) in &self.custom {
+            let question = question_of("custom", key.strip_prefix('q').unwrap_or(key))?;
+            let text = text.trim();
+            if !text.is_empty() {
+                answers[question].push(text.to_owned());
+            }
+        }
+        Ok(InboxAnswer::Question { answers })
+    }
+}
+
+/// How long ago `then` was, at `now`, in the largest whole unit (`42s`, `5m`, `3h`, `2d`).
+pub fn fmt_age(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
 }
 
 /// The field a form submission got wrong, to show next to it.
@@ -339,6 +542,141 @@ mod tests {
         let shown = compact_payload(&long);
         assert_eq!(shown.chars().count(), PAYLOAD_PREVIEW_CHARS + 1);
         assert!(shown.ends_with('…'));
+    }
+
+    fn form() -> InboxAnswerForm {
+        InboxAnswerForm::default()
+    }
+
+    #[test]
+    fn a_permission_form_reads_the_pressed_button_and_the_message() {
+        let answer = InboxAnswerForm {
+            reply: Some("always".into()),
+            message: Some("  ".into()),
+            ..form()
+        }
+        .to_answer()
+        .unwrap();
+        assert_eq!(
+            answer,
+            InboxAnswer::Permission {
+                reply: InboxReply::Always,
+                message: None
+            }
+        );
+        let answer = InboxAnswerForm {
+            reply: Some("reject".into()),
+            message: Some(" not there ".into()),
+            ..form()
+        }
+        .to_answer()
+        .unwrap();
+        assert_eq!(
+            answer,
+            InboxAnswer::Permission {
+                reply: InboxReply::Reject,
+                message: Some("not there".into())
+            }
+        );
+        let (field, _) = InboxAnswerForm {
+            reply: Some("sometimes".into()),
+            ..form()
+        }
+        .to_answer()
+        .unwrap_err();
+        assert_eq!(field, "reply");
+        let (field, _) = InboxAnswerForm {
+            reply: Some("once".into()),
+            message: Some("x".repeat(MAX_INBOX_MESSAGE_CHARS + 1)),
+            ..form()
+        }
+        .to_answer()
+        .unwrap_err();
+        assert_eq!(field, "message");
+        assert_eq!(form().to_answer().unwrap_err().0, "reply");
+    }
+
+    #[test]
+    fn a_question_form_collects_choices_in_option_order_then_free_text() {
+        let answer = InboxAnswerForm {
+            questions: Some("2".into()),
+            choice: [
+                ("q0".to_owned(), "red".to_owned()),
+                ("q1o10".to_owned(), "late".to_owned()),
+                ("q1o2".to_owned(), "early".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            custom: [
+                ("q0".to_owned(), " ".to_owned()),
+                ("q1".to_owned(), " mine ".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            ..form()
+        }
+        .to_answer()
+        .unwrap();
+        assert_eq!(
+            answer,
+            InboxAnswer::Question {
+                answers: vec![
+                    vec!["red".to_owned()],
+                    vec!["early".to_owned(), "late".to_owned(), "mine".to_owned()]
+                ]
+            }
+        );
+        let rejected = InboxAnswerForm {
+            questions: Some("1".into()),
+            reply: Some("reject".into()),
+            ..form()
+        };
+        assert_eq!(rejected.to_answer().unwrap(), InboxAnswer::QuestionRejected);
+        let allowed = InboxAnswerForm {
+            questions: Some("1".into()),
+            reply: Some("once".into()),
+            ..form()
+        };
+        assert_eq!(allowed.to_answer().unwrap_err().0, "reply");
+        for (questions, key, field) in [
+            ("0", "q0", "questions"),
+            ("1", "q3", "choice"),
+            ("1", "0", "choice"),
+            ("1", "q0ox", "choice"),
+        ] {
+            let (got, _) = InboxAnswerForm {
+                questions: Some(questions.into()),
+                choice: [(key.to_owned(), "a".to_owned())].into_iter().collect(),
+                ..form()
+            }
+            .to_answer()
+            .unwrap_err();
+            assert_eq!(got, field, "{questions} {key}");
+        }
+    }
+
+    #[test]
+    fn guardrail_stops_read_their_figures_and_tolerate_missing_ones() {
+        let stop = GuardrailStop::from_payload(&json!({
+            "code": "budget_exceeded", "message": "session budget exceeded",
+            "attempt_tokens": 10_000_000u64, "steps": 1
+        }));
+        assert_eq!(stop.code, "budget_exceeded");
+        assert_eq!(stop.attempt_tokens, Some(10_000_000));
+        assert_eq!(stop.attempt_cost_micro_usd, None);
+        assert_eq!(
+            GuardrailStop::from_payload(&json!({})),
+            GuardrailStop::default()
+        );
+    }
+
+    #[test]
+    fn ages_use_the_largest_whole_unit() {
+        let now = DateTime::from_timestamp(1_764_000_000, 0).unwrap();
+        assert_eq!(fmt_age(now - chrono::Duration::seconds(42), now), "42s");
+        assert_eq!(fmt_age(now - chrono::Duration::seconds(300), now), "5m");
+        assert_eq!(fmt_age(now - chrono::Duration::hours(3), now), "3h");
+        assert_eq!(fmt_age(now + chrono::Duration::hours(3), now), "0s");
     }
 
     #[test]

@@ -161,6 +161,14 @@ fn SessionRow(session: Session) -> impl IntoView {
             <td>{session.title().as_str().to_owned()}</td>
             <td class:text-alert=alert class:font-bold=alert>
                 {status.as_str()}
+                // A guardrail stop shows its code: "failed · budget_exceeded".
+                {session
+                    .stop_reason()
+                    .map(|r| {
+                        view! {
+                            <span data-testid="row-stop-code">{format!(" · {}", r.code())}</span>
+                        }
+                    })}
             </td>
             <td>{session.agent().map(|a| a.as_str().to_owned()).unwrap_or_else(|| "-".into())}</td>
             <td>{format!("{}/{}", session.attempt(), session.max_attempts())}</td>

@@ -3,6 +3,7 @@
 mod agents;
 mod common;
 mod dashboard;
+mod inbox;
 #[cfg(feature = "hydrate")]
 mod live;
 mod overview;
@@ -15,6 +16,7 @@ mod tasks;
 pub use agents::{AgentEdit, Agents};
 pub use common::{CsrfField, UserResource};
 pub use dashboard::Dashboard;
+pub use inbox::Inbox;
 pub use overview::Overview;
 pub use session_detail::{SessionDetailPage, SESSION_EVENT_TYPES};
 pub use sessions::Sessions;

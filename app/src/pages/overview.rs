@@ -5,11 +5,14 @@ use leptos::prelude::*;
 
 use super::common::{fmt_cost, fmt_opt_time, ErrorBox, SectionTitle, StatusCell};
 use super::Dashboard;
-use crate::api::{get_overview, FleetStatus, HourBucket, SessionStats};
+use crate::api::{
+    get_guardrails, get_overview, FleetStatus, GuardrailsView, HourBucket, SessionStats,
+};
 
 #[component]
 pub fn Overview() -> impl IntoView {
     let overview = Resource::new(|| (), |_| get_overview());
+    let guardrails = Resource::new(|| (), |_| get_guardrails());
     view! {
         <h1 class="text-2xl font-bold mb-2">"OVERVIEW"</h1>
         <Suspense fallback=|| view! { <p>"loading…"</p> }>
@@ -26,6 +29,11 @@ pub fn Overview() -> impl IntoView {
                     }
                     Err(e) => view! { <ErrorBox message=e.to_string() /> }.into_any(),
                 }
+            })}
+        </Suspense>
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                guardrails.await.ok().map(|g| view! { <GuardrailsPanel guardrails=g /> })
             })}
         </Suspense>
         <div class="mt-8">
@@ -89,6 +97,70 @@ pub fn FleetTable(fleet: FleetStatus) -> impl IntoView {
         <SectionTitle text="FLEET" />
         {body}
         <p data-testid="queue" class="mt-1">{queue}</p>
+    }
+}
+
+/// A cap as shown: the figure, or "no cap".
+fn cap(value: Option<u64>, show: impl Fn(u64) -> String) -> String {
+    value.map(show).unwrap_or_else(|| "no cap".into())
+}
+
+/// The configured budgets (tokens and $ per session, task tree and agent) and runaway limits.
+#[component]
+pub fn GuardrailsPanel(guardrails: GuardrailsView) -> impl IntoView {
+    let window = guardrails.agent_window_hours;
+    let rows = [
+        (
+            "session",
+            "every attempt of one session".to_owned(),
+            guardrails.session,
+        ),
+        (
+            "task tree",
+            "every session of a tree (default cap)".to_owned(),
+            guardrails.task_tree,
+        ),
+        (
+            "agent",
+            format!("an agent's sessions of the last {window} h"),
+            guardrails.agent,
+        ),
+    ]
+    .into_iter()
+    .map(|(scope, covers, budget)| {
+        view! {
+            <tr data-testid="budget-row" data-scope=scope>
+                <td class="font-bold">{scope}</td>
+                <td>{cap(budget.max_tokens, |t| t.to_string())}</td>
+                <td>{cap(budget.max_cost_micro_usd, |c| format!("${}", fmt_cost(c)))}</td>
+                <td class="text-dim">{covers}</td>
+            </tr>
+        }
+    })
+    .collect_view();
+    let r = guardrails.runaway;
+    let limit = |v: Option<u64>| cap(v, |n| n.to_string());
+    let runaway = format!(
+        "runaway guard per attempt: steps {} · tool calls {} · wall time {} · same failing tool call {}",
+        limit(r.max_steps.map(u64::from)),
+        limit(r.max_tool_calls.map(u64::from)),
+        cap(r.max_wall_time_secs, |s| format!("{s}s")),
+        cap(r.max_repeated_failures.map(u64::from), |n| format!("{n}×")),
+    );
+    view! {
+        <SectionTitle text="GUARDRAILS" />
+        <table data-testid="guardrails">
+            <thead>
+                <tr>
+                    <th>"budget"</th>
+                    <th>"max tokens"</th>
+                    <th>"max cost $"</th>
+                    <th>"covers"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+        <p data-testid="runaway-limits" class="mt-1">{runaway}</p>
     }
 }
 
@@ -233,6 +305,9 @@ fn RecentFailures(stats: SessionStats) -> impl IntoView {
                         </td>
                         <td>{s.title().as_str().to_owned()}</td>
                         <StatusCell status=s.status().as_str() />
+                        <td data-testid="failure-stop-code" class="font-bold">
+                            {s.stop_reason().map(|r| r.code()).unwrap_or("-")}
+                        </td>
                         <td>{fmt_opt_time(s.finished_at())}</td>
                         <td class="text-alert">{s.last_error().unwrap_or("-").to_owned()}</td>
                     </tr>
@@ -246,6 +321,7 @@ fn RecentFailures(stats: SessionStats) -> impl IntoView {
                         <th>"id"</th>
                         <th>"title"</th>
                         <th>"status"</th>
+                        <th>"stopped by"</th>
                         <th>"finished"</th>
                         <th>"error"</th>
                     </tr>

@@ -30,6 +30,11 @@ pub const SESSION_EVENT_TYPES: &[&str] = &[
     "session.metrics_recorded",
     "session.workspace",
     "session.result",
+    "session.guardrail_stopped",
+    "inbox.asked",
+    "inbox.answered",
+    "inbox.escalated",
+    "inbox.expired",
 ];
 
 #[component]
@@ -163,6 +168,7 @@ fn Detail(
             <span data-testid="session-title">{s.title().as_str().to_owned()}</span>
         </h1>
         <p class="text-dim">{id.clone()}</p>
+        <StopBanner detail=detail.clone() />
         <div class="flex flex-wrap gap-2 my-2">
             {cancellable
                 .then({
@@ -214,6 +220,15 @@ fn Detail(
                         class:font-bold=alert
                     >
                         {shown_status}
+                        {s
+                            .stop_reason()
+                            .map(|r| {
+                                view! {
+                                    <span data-testid="session-stop-code">
+                                        {format!(" · {}", r.code())}
+                                    </span>
+                                }
+                            })}
                     </td>
                 </tr>
                 {field("agent", s.agent().map(|a| a.as_str().to_owned()).unwrap_or_else(|| "-".into()))}
@@ -280,6 +295,47 @@ fn Detail(
         <EventLog events=detail.events.clone() live_events last_seq last_at />
         <Diff diff=detail.diff.clone() />
     }
+}
+
+/// The guardrail that stopped the session, when one did: its code, the reason in words and what
+/// the attempt had spent by then.
+#[component]
+fn StopBanner(detail: SessionDetail) -> impl IntoView {
+    let reason = detail.session.stop_reason()?.clone();
+    let figures = detail.guardrail.map(|g| {
+        let mut parts = Vec::new();
+        if let Some(tokens) = g.attempt_tokens {
+            parts.push(format!("{tokens} tokens"));
+        }
+        if let Some(cost) = g.attempt_cost_micro_usd {
+            parts.push(format!("${}", fmt_cost(cost)));
+        }
+        if let Some(steps) = g.steps {
+            parts.push(format!("{steps} steps"));
+        }
+        if let Some(calls) = g.tool_calls {
+            parts.push(format!("{calls} tool calls"));
+        }
+        format!("this attempt: {}", parts.join(" · "))
+    });
+    Some(view! {
+        <section
+            data-testid="stop-banner"
+            data-code=reason.code()
+            role="alert"
+            class="border-4 border-alert bg-alert text-paper p-3 my-3"
+        >
+            <p class="text-xl font-bold tracking-tight">
+                "STOPPED · "
+                <span data-testid="stop-code">{reason.code()}</span>
+            </p>
+            <p data-testid="stop-message" class="font-bold">
+                {reason.to_string()}
+            </p>
+            {figures.map(|f| view! { <p data-testid="stop-figures">{f}</p> })}
+            <p class="text-sm">"a guardrail stop is final: it is not retried automatically."</p>
+        </section>
+    })
 }
 
 #[component]

@@ -8,9 +8,9 @@ use domain::{Task, TaskId, TaskStatus};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use super::common::{fmt_time, ErrorBox, SectionTitle, StatusCell};
+use super::common::{fmt_cost, fmt_time, ErrorBox, SectionTitle, StatusCell};
 use super::NotFound;
-use crate::api::get_task_tree;
+use crate::api::{get_task_tree, get_tree_budget, TreeBudgetView};
 
 #[component]
 pub fn TaskDetailPage() -> impl IntoView {
@@ -182,6 +182,12 @@ fn Tree(tasks: Vec<Task>) -> impl IntoView {
             {format!(" · {} task(s) · created {}", tasks.len(), fmt_time(root.created_at()))}
         </p>
         {run.map(|r| view! { <p data-testid="task-run">{r}</p> })}
+        {root
+            .execution()
+            .run
+            .as_ref()
+            .and_then(|run| run.budget)
+            .map(|_| view! { <TreeBudgetPanel id=root.id().to_string() /> })}
         <pre data-testid="task-description" class="whitespace-pre-wrap border border-ink p-2 my-2">
             {root.description().to_owned()}
         </pre>
@@ -200,5 +206,104 @@ fn Tree(tasks: Vec<Task>) -> impl IntoView {
             </thead>
             <tbody>{rows}</tbody>
         </table>
+    }
+}
+
+/// `spent / cap (pct)`, or `spent (no cap)`.
+fn against(spent: u64, cap: Option<u64>, show: impl Fn(u64) -> String) -> (String, bool) {
+    match cap {
+        Some(cap) => {
+            let pct = spent.saturating_mul(100).checked_div(cap).unwrap_or(100);
+            (
+                format!("{} / {} ({pct}%)", show(spent), show(cap)),
+                spent > cap,
+            )
+        }
+        None => (format!("{} (no cap)", show(spent)), false),
+    }
+}
+
+/// The tree's budget: its caps, the estimate it reserved when it started and what its sessions
+/// have recorded so far.
+#[component]
+fn TreeBudgetPanel(id: String) -> impl IntoView {
+    let budget = Resource::new(move || id.clone(), get_tree_budget);
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                match budget.await {
+                    Ok(Some(b)) => view! { <TreeBudgetTable budget=b /> }.into_any(),
+                    Ok(None) => ().into_any(),
+                    Err(e) => view! { <ErrorBox message=e.to_string() /> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn TreeBudgetTable(budget: TreeBudgetView) -> impl IntoView {
+    let dollars = |micro: u64| format!("${}", fmt_cost(micro));
+    let tokens = |n: u64| n.to_string();
+    let (spent_tokens, over_tokens) = against(budget.spent.tokens, budget.cap.max_tokens, tokens);
+    let (spent_cost, over_cost) = against(
+        budget.spent.cost_micro_usd,
+        budget.cap.max_cost_micro_usd,
+        dollars,
+    );
+    let cap = |v: Option<u64>, show: &dyn Fn(u64) -> String| {
+        v.map(show).unwrap_or_else(|| "no cap".into())
+    };
+    view! {
+        <SectionTitle text="TREE BUDGET" />
+        <table data-testid="tree-budget">
+            <thead>
+                <tr>
+                    <th></th>
+                    <th>"tokens"</th>
+                    <th>"cost $"</th>
+                </tr>
+            </thead>
+            <tbody>
+                <tr>
+                    <th scope="row">"cap"</th>
+                    <td>{cap(budget.cap.max_tokens, &tokens)}</td>
+                    <td>{cap(budget.cap.max_cost_micro_usd, &dollars)}</td>
+                </tr>
+                <tr>
+                    <th scope="row">"reserved (estimate)"</th>
+                    <td>{budget.reserved.tokens}</td>
+                    <td>{dollars(budget.reserved.cost_micro_usd)}</td>
+                </tr>
+                <tr data-testid="tree-spent">
+                    <th scope="row">"spent so far"</th>
+                    <td class:text-alert=over_tokens class:font-bold=over_tokens>
+                        {spent_tokens}
+                    </td>
+                    <td class:text-alert=over_cost class:font-bold=over_cost>
+                        {spent_cost}
+                    </td>
+                </tr>
+            </tbody>
+        </table>
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::against;
+
+    #[test]
+    fn spend_reads_against_its_cap() {
+        let show = |n: u64| n.to_string();
+        assert_eq!(
+            against(50, Some(200), show),
+            ("50 / 200 (25%)".to_owned(), false)
+        );
+        assert_eq!(
+            against(300, Some(200), show),
+            ("300 / 200 (150%)".to_owned(), true)
+        );
+        assert_eq!(against(7, None, show), ("7 (no cap)".to_owned(), false));
     }
 }

@@ -18,13 +18,15 @@ use std::time::Duration;
 use chrono::Utc;
 use domain::task::execution::{effective_dependencies, plan, Advance, SessionView};
 use domain::{
-    FailurePolicy, SessionId, SessionStatus, Task, TaskError, TaskFilter, TaskGraph, TaskId,
-    TaskResult, TaskStatus, TreeRun, ValidationError, WorkspacePath, WorkspaceRecord,
+    Budget, BudgetMetric, FailurePolicy, SessionId, SessionStatus, StopReason, Task, TaskError,
+    TaskFilter, TaskGraph, TaskId, TaskResult, TaskStatus, TreeBudget, TreeRun, ValidationError,
+    WorkspacePath, WorkspaceRecord,
 };
 use domain::{PageRequest, RoutingError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::guardrails::{BudgetSettings, GuardrailConfig};
 use super::lifecycle::{CreateSessionRequest, LifecycleError, SessionLifecycle};
 use super::routing::{TaskRouter, TaskRoutingError};
 use crate::ports::{
@@ -32,7 +34,7 @@ use crate::ports::{
 };
 
 /// How to run a task tree.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StartTaskRequest {
     /// The git repository the tree's sessions work on (each in its own worktree).
     pub workspace: String,
@@ -42,6 +44,34 @@ pub struct StartTaskRequest {
     /// What a failed leaf does to the tree; fail fast when absent.
     #[serde(default)]
     pub policy: Option<FailurePolicy>,
+    /// The tree's token cap (all its sessions); `guardrails.task_tree` when absent.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// The tree's cost cap in US dollars; `guardrails.task_tree` when absent.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+}
+
+impl StartTaskRequest {
+    /// The tree's own caps, if it names any (checked).
+    fn budget(&self) -> Result<Option<Budget>, ValidationError> {
+        if self.max_tokens.is_none() && self.max_cost_usd.is_none() {
+            return Ok(None);
+        }
+        BudgetSettings {
+            max_tokens: self.max_tokens,
+            max_cost_usd: self.max_cost_usd,
+        }
+        .to_budget()
+        .map(Some)
+        .map_err(|field| match field {
+            "max_tokens" => ValidationError::new(
+                "max_tokens",
+                "must be at least 1 (leave it out for the configured cap)",
+            ),
+            _ => ValidationError::new("max_cost_usd", "must be a positive number of US dollars"),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,9 +132,16 @@ pub struct TaskExecutor {
     lifecycle: Arc<SessionLifecycle>,
     router: Arc<TaskRouter>,
     default_max_parallel: u32,
+    guardrails: GuardrailConfig,
 }
 
 impl TaskExecutor {
+    /// The executor with these guardrails: a tree's default cap and its estimate per leaf.
+    pub fn with_guardrails(mut self, guardrails: GuardrailConfig) -> Self {
+        self.guardrails = guardrails;
+        self
+    }
+
     pub fn new(
         tasks: Arc<dyn TaskRepository>,
         sessions: Arc<dyn SessionRepository>,
@@ -120,6 +157,7 @@ impl TaskExecutor {
             lifecycle,
             router,
             default_max_parallel,
+            guardrails: GuardrailConfig::default(),
         }
     }
 
@@ -147,6 +185,7 @@ impl TaskExecutor {
             .into());
         }
         request.policy.unwrap_or_default().validate()?;
+        request.budget()?;
         Ok(())
     }
 
@@ -158,6 +197,7 @@ impl TaskExecutor {
         root: TaskId,
         request: StartTaskRequest,
     ) -> Result<Task, ExecutionError> {
+        let cap = request.budget()?.unwrap_or(self.guardrails.task_tree);
         let workspace = WorkspacePath::new(request.workspace)?;
         if !Path::new(workspace.as_str()).join(".git").exists() {
             return Err(ValidationError::new(
@@ -168,6 +208,51 @@ impl TaskExecutor {
         }
         let policy = request.policy.unwrap_or_default().validate()?;
         let mut task = self.get(root).await?;
+        // The tree reserves its estimate before it fans out: one that cannot fit is refused
+        // whole, rather than stopped halfway with part of the work done.
+        let mut budget = None;
+        if !cap.is_unlimited() && task.parent().is_none() {
+            let tree = self.tree(root).await?;
+            let estimate = self
+                .guardrails
+                .estimate(tree.iter().filter(|t| t.subtasks().is_empty()));
+            if let Some(StopReason::BudgetExceeded { metric, .. }) =
+                cap.breach(domain::BudgetScope::TaskTree, estimate)
+            {
+                let (field, used, limit) = match metric {
+                    BudgetMetric::Tokens => (
+                        "max_tokens",
+                        format!("{} tokens", estimate.tokens),
+                        format!("{} tokens", cap.max_tokens.unwrap_or_default()),
+                    ),
+                    BudgetMetric::CostMicroUsd => (
+                        "max_cost_usd",
+                        format!("${:.2}", estimate.cost_micro_usd as f64 / 1e6),
+                        format!(
+                            "${:.2}",
+                            cap.max_cost_micro_usd.unwrap_or_default() as f64 / 1e6
+                        ),
+                    ),
+                };
+                return Err(ValidationError::new(
+                    field,
+                    format!(
+                        "the tree's estimate ({used} for {} leaves) does not fit its budget of {limit}",
+                        tree.iter().filter(|t| t.subtasks().is_empty()).count()
+                    ),
+                )
+                .into());
+            }
+            budget = Some(TreeBudget {
+                cap,
+                reserved: estimate,
+            });
+            tracing::info!(
+                reserved_tokens = estimate.tokens,
+                reserved_micro_usd = estimate.cost_micro_usd,
+                "task tree budget reserved"
+            );
+        }
         task.start_run(
             TreeRun {
                 workspace: workspace.as_str().to_owned(),
@@ -175,12 +260,14 @@ impl TaskExecutor {
                 policy,
                 started_at: Utc::now(),
                 cancel_requested: None,
+                budget,
             },
             Utc::now(),
         )?;
         // Checked only now: `start_run` refuses a subtask, whose tree would lack its parent.
         let tree = self.tree(root).await?;
         TaskGraph::validate(&tree)?;
+
         let mut changes = ChangeSet::new();
         changes.update_task(&task);
         self.unit_of_work.commit(changes).await?;

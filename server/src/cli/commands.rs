@@ -168,6 +168,8 @@ pub struct Services {
     pub auth: Arc<crate::application::AuthService>,
     pub lifecycle: Arc<SessionLifecycle>,
     pub tasks: TaskServices,
+    /// Answers are relayed to the configured OpenCode servers.
+    pub inbox: Arc<crate::application::InboxService>,
 }
 
 impl Services {
@@ -189,13 +191,33 @@ impl Services {
             store.credentials.clone(),
             std::time::Duration::from_secs(settings.auth.session_ttl_hours * 3600),
         ));
+        let inbox = Arc::new(inbox_service(&store, settings));
         Self {
             store,
             auth,
             lifecycle,
             tasks,
+            inbox,
         }
     }
+}
+
+/// The inbox over `store`, relaying to the configured servers (no policies: they run in `serve`).
+fn inbox_service(store: &Store, settings: &Settings) -> crate::application::InboxService {
+    use crate::adapters::opencode::{Fleet, ResiliencePolicy};
+    let policy = ResiliencePolicy::from(&settings.opencode.resilience);
+    // The settings were validated: building the clients does not fail in practice.
+    let fleet = Fleet::from_settings(&settings.opencode, &policy).unwrap_or_else(|error| {
+        tracing::warn!(%error, "OpenCode servers unusable: inbox answers cannot be relayed");
+        Fleet::new(std::iter::empty())
+    });
+    crate::application::InboxService::new(
+        store.inbox.clone(),
+        store.unit_of_work.clone(),
+        Arc::new(fleet),
+        Default::default(),
+        None,
+    )
 }
 
 /// Runs an operator command (`session`, `task`, `agent`) against the configured store, writing
@@ -227,6 +249,7 @@ pub async fn run<W: Write>(
         Command::Agent { command } => agent(services, command, console).await,
         Command::Token { command } => super::access::token(services, command, console).await,
         Command::User { command } => super::access::user(services, command, console).await,
+        Command::Inbox { command } => super::inbox::run(services, command, console).await,
         other => Err(CliError::Failed(format!(
             "{other:?} is not an operator command"
         ))),
@@ -402,6 +425,7 @@ fn start_request(args: &CreateTaskArgs) -> Result<Option<StartTaskRequest>, CliE
         workspace: workspace.into_inner(),
         max_parallel: args.max_parallel,
         policy,
+        ..StartTaskRequest::default()
     }))
 }
 

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod commands;
+pub mod inbox;
 pub mod output;
 
 use std::path::PathBuf;
@@ -67,6 +68,11 @@ pub enum Command {
         #[command(subcommand)]
         command: access::UserCommand,
     },
+    /// List and answer agents' permission requests and questions.
+    Inbox {
+        #[command(subcommand)]
+        command: inbox::InboxCommand,
+    },
 }
 
 impl Command {
@@ -80,6 +86,7 @@ impl Command {
                 | Command::Agent { .. }
                 | Command::Token { .. }
                 | Command::User { .. }
+                | Command::Inbox { .. }
         )
     }
 }

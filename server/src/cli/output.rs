@@ -171,6 +171,10 @@ pub fn session_fields(session: &Session) -> Table {
         ),
         ("last error", Cell::new(session.last_error().unwrap_or("-"))),
         (
+            "stopped by",
+            Cell::new(session.stop_reason().map_or("-", |r| r.code())),
+        ),
+        (
             "tokens",
             Cell::new(format!(
                 "{} (input {}, output {}, reasoning {}, cache read {}, cache write {})",

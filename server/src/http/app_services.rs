@@ -6,12 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use app::api::{
-    AgentForm, AgentRow, FleetServer, FleetStatus, HourBucket, NewTaskForm, QueueFigures,
-    SessionDetail, SessionStats, StatusBoard, StatusCount,
+    AgentForm, AgentRow, FleetServer, FleetStatus, GuardrailsView, HourBucket, InboxView,
+    NewTaskForm, QueueFigures, SessionDetail, SessionStats, StatusBoard, StatusCount,
+    TreeBudgetView,
 };
 use app::ports::{
-    AgentCommands, AgentQueries, AppServices, CommandError, FleetQueries, QueryError,
-    SessionCommands, SessionInsights, SessionQueries, TaskCommands, TaskQueries,
+    AgentCommands, AgentQueries, AppServices, CommandError, FleetQueries, GuardrailQueries,
+    InboxPort, QueryError, SessionCommands, SessionInsights, SessionQueries, TaskCommands,
+    TaskQueries,
 };
 use async_trait::async_trait;
 use axum::extract::State;
@@ -20,16 +22,20 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use domain::{
-    Agent, FailurePolicy, Page, PageRequest, Session, SessionFilter, SessionId, SessionStatus,
-    Task, TaskFilter, TaskId, TaskStatus, ValidationError,
+    Agent, FailurePolicy, InboxAnswer, InboxError, InboxItem, InboxItemId, InboxStatus, Page,
+    PageRequest, Session, SessionFilter, SessionId, SessionStatus, Task, TaskFilter, TaskId,
+    TaskStatus, ValidationError,
 };
 
 use crate::adapters::opencode::{BreakerState, Fleet};
 use crate::application::{
     AgentServiceError, CancelOutcome, DecompositionError, DecompositionOptions, ExecutionError,
-    LifecycleError, RegisterAgent, SessionLifecycle, StartTaskRequest, UpdateAgent,
+    GuardrailConfig, Guardrails, InboxService, InboxServiceError, LifecycleError, RegisterAgent,
+    SessionLifecycle, StartTaskRequest, UpdateAgent,
 };
-use crate::ports::{DispatchQueue, Outbox, RepositoryError, SessionRepository, TaskRepository};
+use crate::ports::{
+    DispatchQueue, InboxFilter, Outbox, RepositoryError, SessionRepository, TaskRepository,
+};
 use crate::startup::TaskServices;
 
 /// Failures listed on the overview.
@@ -38,6 +44,12 @@ const RECENT_FAILURES: usize = 10;
 const COUNT_CAP: u32 = domain::query::MAX_PAGE_SIZE;
 /// Most sessions per status scanned for the 24-hour chart.
 const SCAN_CAP: usize = 2_000;
+/// Most open inbox items shown.
+const INBOX_OPEN_LIMIT: u32 = 500;
+/// Items read to find the latest resolved ones.
+const INBOX_ALL_LIMIT: u32 = 200;
+/// Resolved inbox items shown.
+const INBOX_RESOLVED_SHOWN: usize = 25;
 
 /// Everything the dashboard reads and commands, behind the app's driving ports.
 pub struct DashboardServices {
@@ -48,6 +60,9 @@ pub struct DashboardServices {
     lifecycle: Arc<SessionLifecycle>,
     task_services: TaskServices,
     fleet: Arc<Fleet>,
+    /// `None`: the inbox is not wired (its page says so).
+    inbox: Option<Arc<InboxService>>,
+    guardrails: Guardrails,
 }
 
 impl DashboardServices {
@@ -60,6 +75,8 @@ impl DashboardServices {
         task_services: TaskServices,
         fleet: Arc<Fleet>,
     ) -> Self {
+        let guardrails =
+            Guardrails::new(GuardrailConfig::default(), sessions.clone(), tasks.clone());
         Self {
             sessions,
             outbox,
@@ -68,7 +85,27 @@ impl DashboardServices {
             lifecycle,
             task_services,
             fleet,
+            inbox: None,
+            guardrails,
         }
+    }
+
+    /// Answers the inbox page with `inbox`.
+    pub fn with_inbox(mut self, inbox: Arc<InboxService>) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// Shows `config` as the guardrails in force (the default ones otherwise).
+    pub fn with_guardrails(mut self, config: GuardrailConfig) -> Self {
+        self.guardrails = Guardrails::new(config, self.sessions.clone(), self.tasks.clone());
+        self
+    }
+
+    fn inbox_service(&self) -> Result<&Arc<InboxService>, String> {
+        self.inbox
+            .as_ref()
+            .ok_or_else(|| "the inbox is not enabled on this replica".to_owned())
     }
 
     /// The [`AppServices`] the Leptos routes get: `list` answers the session list, the rest is
@@ -83,7 +120,9 @@ impl DashboardServices {
             task_commands: this.clone(),
             agents: this.clone(),
             agent_commands: this.clone(),
-            fleet: this,
+            fleet: this.clone(),
+            inbox: this.clone(),
+            guardrails: this,
         }
     }
 
@@ -217,6 +256,47 @@ fn from_agents(error: AgentServiceError) -> CommandError {
             CommandError::NotAllowed(conflict.to_string())
         }
         AgentServiceError::Storage(e) => storage(e),
+    }
+}
+
+fn from_inbox(error: InboxServiceError) -> CommandError {
+    match error {
+        InboxServiceError::NotFound(id) => CommandError::NotFound(format!("inbox item {id}")),
+        InboxServiceError::Refused(refused @ InboxError::NotOpen { .. }) => {
+            CommandError::NotAllowed(refused.to_string())
+        }
+        InboxServiceError::Refused(refused) => invalid_field("answer", refused.to_string()),
+        unknown @ InboxServiceError::UnknownServer(_) => {
+            CommandError::NotAllowed(unknown.to_string())
+        }
+        relay @ InboxServiceError::Relay { .. } => {
+            // The source says why the server refused; the server's name carries no secret.
+            let mut message = relay.to_string();
+            let mut source = std::error::Error::source(&relay);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !message.contains(&cause_text) {
+                    message.push_str(": ");
+                    message.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            CommandError::Upstream(message)
+        }
+        InboxServiceError::Storage(e) => storage(e),
+    }
+}
+
+/// The open items (escalated first, then oldest first) and the latest closed ones of `all`.
+fn inbox_view(mut open: Vec<InboxItem>, all: Vec<InboxItem>, now: DateTime<Utc>) -> InboxView {
+    open.sort_by_key(|item| (item.status != InboxStatus::Escalated, item.created_at));
+    let mut resolved: Vec<InboxItem> = all.into_iter().filter(|item| !item.is_open()).collect();
+    resolved.sort_by_key(|item| std::cmp::Reverse(item.resolved_at.unwrap_or(item.created_at)));
+    resolved.truncate(INBOX_RESOLVED_SHOWN);
+    InboxView {
+        open,
+        resolved,
+        at: now,
     }
 }
 
@@ -445,6 +525,7 @@ impl TaskCommands for DashboardServices {
                         workspace,
                         max_parallel,
                         policy,
+                        ..StartTaskRequest::default()
                     },
                 )
                 .await
@@ -595,6 +676,68 @@ impl FleetQueries for DashboardServices {
     }
 }
 
+#[async_trait]
+impl InboxPort for DashboardServices {
+    async fn inbox(&self) -> Result<InboxView, QueryError> {
+        let inbox = self.inbox_service().map_err(QueryError::Unavailable)?;
+        let query = |e: InboxServiceError| QueryError::Unavailable(e.to_string());
+        let open = inbox
+            .list(InboxFilter::Open, INBOX_OPEN_LIMIT)
+            .await
+            .map_err(query)?;
+        let all = inbox
+            .list(InboxFilter::All, INBOX_ALL_LIMIT)
+            .await
+            .map_err(query)?;
+        Ok(inbox_view(open, all, Utc::now()))
+    }
+
+    async fn answer(
+        &self,
+        id: InboxItemId,
+        answer: InboxAnswer,
+        by: &str,
+    ) -> Result<InboxItem, CommandError> {
+        let inbox = self.inbox_service().map_err(CommandError::NotAllowed)?;
+        inbox.answer(id, answer, by).await.map_err(from_inbox)
+    }
+}
+
+#[async_trait]
+impl GuardrailQueries for DashboardServices {
+    async fn guardrails(&self) -> GuardrailsView {
+        let config = self.guardrails.config();
+        GuardrailsView {
+            session: config.session,
+            task_tree: config.task_tree,
+            agent: config.agent,
+            agent_window_hours: config.agent_window.as_secs() / 3600,
+            runaway: config.runaway,
+        }
+    }
+
+    async fn tree_budget(&self, root: TaskId) -> Result<Option<TreeBudgetView>, QueryError> {
+        let Some(task) = self.tasks.get(root).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let Some(budget) = task.execution().run.as_ref().and_then(|run| run.budget) else {
+            return Ok(None);
+        };
+        // No session is excluded: every recorded attempt counts.
+        let nobody = SessionId::from_uuid(uuid::Uuid::nil());
+        let spent = self
+            .guardrails
+            .tree_spent(task.id(), nobody)
+            .await
+            .map_err(unavailable)?;
+        Ok(Some(TreeBudgetView {
+            cap: budget.cap,
+            reserved: budget.reserved,
+            spent,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,6 +769,50 @@ mod tests {
             parse_count("max_parallel", "four"),
             Err(CommandError::Invalid { field, .. }) if field == "max_parallel"
         ));
+    }
+
+    fn item(status: InboxStatus, created_secs: i64, resolved_secs: Option<i64>) -> InboxItem {
+        let at = |secs| DateTime::from_timestamp(1_764_000_000 + secs, 0).unwrap();
+        let mut item = InboxItem::new(
+            InboxItemId::from_uuid(uuid::Uuid::new_v4()),
+            domain::InboxRequest {
+                server: "s".into(),
+                remote_session: "ses_1".into(),
+                directory: None,
+                session: None,
+                request_id: format!("per_{created_secs}"),
+                kind: domain::InboxKind::Permission {
+                    permission: "edit".into(),
+                    patterns: vec![],
+                    always: vec![],
+                },
+            },
+            at(created_secs),
+        );
+        item.status = status;
+        item.resolved_at = resolved_secs.map(at);
+        item
+    }
+
+    #[test]
+    fn the_inbox_lists_escalated_then_oldest_open_and_newest_resolved() {
+        let open = vec![
+            item(InboxStatus::Pending, 30, None),
+            item(InboxStatus::Pending, 10, None),
+            item(InboxStatus::Escalated, 20, None),
+        ];
+        let mut all = open.clone();
+        all.push(item(InboxStatus::Answered, 1, Some(40)));
+        all.push(item(InboxStatus::Expired, 2, Some(50)));
+        let view = inbox_view(open, all, Utc::now());
+        let created: Vec<i64> = view
+            .open
+            .iter()
+            .map(|i| i.created_at.timestamp() - 1_764_000_000)
+            .collect();
+        assert_eq!(created, vec![20, 10, 30]);
+        let resolved: Vec<InboxStatus> = view.resolved.iter().map(|i| i.status).collect();
+        assert_eq!(resolved, vec![InboxStatus::Expired, InboxStatus::Answered]);
     }
 
     #[test]

@@ -56,7 +56,9 @@ fn server_function(name: &str) -> Access {
         | "list_agents" | "get_agent" | "get_status_board" | "current_user" => {
             needs(Role::Viewer, false)
         }
+        "list_inbox" | "get_guardrails" | "get_tree_budget" => needs(Role::Viewer, false),
         "cancel_session" | "retry_session" | "create_task" => needs(Role::Operator, true),
+        "answer_inbox" => needs(Role::Operator, true),
         "save_agent" => needs(Role::Admin, true),
         _ => needs(Role::Admin, true),
     }

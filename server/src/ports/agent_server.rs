@@ -319,6 +319,9 @@ pub enum PartContent {
         call_id: String,
         tool: String,
         state: ToolCallState,
+        /// The call's arguments as the model gave them (`Null` until known).
+        #[serde(default)]
+        input: serde_json::Value,
     },
     StepStart,
     StepFinish {
@@ -693,6 +696,26 @@ pub trait AgentServer: Send + Sync + 'static {
         directory: Option<&str>,
         request_id: &str,
     ) -> Result<(), AgentServerError>;
+
+    /// The permission requests of one directory still waiting for a reply (to catch up after
+    /// a lost event stream). Servers that cannot list them answer none.
+    async fn pending_permissions(
+        &self,
+        directory: Option<&str>,
+    ) -> Result<Vec<PermissionRequest>, AgentServerError> {
+        let _ = directory;
+        Ok(Vec::new())
+    }
+
+    /// The questions of one directory still waiting for an answer; as
+    /// [`AgentServer::pending_permissions`].
+    async fn pending_questions(
+        &self,
+        directory: Option<&str>,
+    ) -> Result<Vec<QuestionRequest>, AgentServerError> {
+        let _ = directory;
+        Ok(Vec::new())
+    }
 
     /// The live event stream. Connects on first poll, reconnects by itself, never ends.
     fn events(&self, scope: EventScope) -> AgentEventStream;

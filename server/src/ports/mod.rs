@@ -9,6 +9,7 @@ mod agent_server;
 mod credentials;
 mod dispatch;
 mod error;
+mod inbox;
 pub mod lock;
 mod outbox;
 mod servers;
@@ -32,6 +33,7 @@ pub use dispatch::{
     RemoteRef, Renewal, ServerCapacity,
 };
 pub use error::RepositoryError;
+pub use inbox::{InboxFilter, InboxRepository, Recorded};
 pub use outbox::{Aggregate, NewEvent, Outbox, OutboxMessage, StoredSessionEvent};
 pub use servers::AgentServers;
 pub use session_repository::SessionRepository;

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use domain::{Agent, AgentId, Session, SessionId, Task, TaskId};
+use domain::{Agent, AgentId, InboxItemId, Session, SessionId, Task, TaskId};
 use serde::{Deserialize, Serialize};
 
 use super::{NewEvent, QueueLease, QueueOp, RepositoryError};
@@ -19,6 +19,8 @@ pub enum EntityKey {
     Session(SessionId),
     Task(TaskId),
     Agent(AgentId),
+    /// An item of the human-in-the-loop inbox (written by [`super::InboxRepository`]).
+    InboxItem(InboxItemId),
 }
 
 impl fmt::Display for EntityKey {
@@ -27,6 +29,7 @@ impl fmt::Display for EntityKey {
             EntityKey::Session(id) => write!(f, "session {id}"),
             EntityKey::Task(id) => write!(f, "task {id}"),
             EntityKey::Agent(id) => write!(f, "agent {id}"),
+            EntityKey::InboxItem(id) => write!(f, "inbox item {id}"),
         }
     }
 }

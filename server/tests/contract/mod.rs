@@ -4,6 +4,7 @@
 pub mod agent_repository;
 pub mod credential_store;
 pub mod dispatch_queue;
+pub mod inbox;
 pub mod session_repository;
 pub mod task_repository;
 pub mod unit_of_work;

@@ -65,6 +65,39 @@ pub async fn every_field_round_trips(store: &Store) {
     assert_eq!(got.to_record(), session.with_version(1).to_record());
 }
 
+pub async fn a_guardrail_stop_round_trips_typed_and_a_retry_clears_it(store: &Store) {
+    let running = SessionFactory::new().status(SessionStatus::Running).build();
+    seed_sessions(store, &[&running]).await;
+    let mut session = store.sessions.get(running.id()).await.unwrap().unwrap();
+    let reason = domain::StopReason::RepeatedToolFailure {
+        tool: "bash".into(),
+        times: 3,
+        error: "exit 2: 'quoted' ünïcode".into(),
+    };
+    let mut changes = ChangeSet::new();
+    changes.event(&session.stop(reason.clone(), now()).unwrap());
+    changes.update_session(&session);
+    let committed = store.unit_of_work.commit(changes).await.unwrap();
+    let got = store.sessions.get(session.id()).await.unwrap().unwrap();
+    assert_eq!(got.stop_reason(), Some(&reason));
+    assert_eq!(got.status(), SessionStatus::Failed);
+    assert_eq!(got.last_error(), Some(reason.to_string().as_str()));
+    session.set_version(
+        committed
+            .version_of(server::ports::EntityKey::Session(session.id()))
+            .unwrap(),
+    );
+    assert_eq!(got, session);
+
+    let mut changes = ChangeSet::new();
+    changes.event(&session.retry(now()).unwrap());
+    changes.update_session(&session);
+    store.unit_of_work.commit(changes).await.unwrap();
+    let got = store.sessions.get(session.id()).await.unwrap().unwrap();
+    assert_eq!(got.stop_reason(), None);
+    assert_eq!(got.status(), SessionStatus::Queued);
+}
+
 pub async fn an_unknown_session_is_none(store: &Store) {
     let id = SessionId::from_uuid(Uuid::new_v4());
     assert!(store.sessions.get(id).await.unwrap().is_none());

@@ -85,6 +85,13 @@ impl CircuitBreaker {
         }
     }
 
+    /// Back to closed with no failures counted: the server behind it was replaced (a supervised
+    /// restart), so the old failures say nothing about the new one.
+    pub fn reset(&self) {
+        *self.lock() = Inner::Closed { failures: 0 };
+        crate::metrics::set_breaker_state(&self.server, BreakerState::Closed);
+    }
+
     /// Leave to call, or how long until the breaker will let a probe through. `session` (may be
     /// empty) only names the call in logs.
     pub fn acquire<'a>(&'a self, session: &'a str) -> Result<Permit<'a>, Duration> {

@@ -67,11 +67,20 @@ struct Call<'a> {
     session: &'a str,
 }
 
-struct Inner {
+/// Where the client sends its calls: fixed for an attached server, swapped by the supervisor
+/// when it restarts a server it owns (see [`OpenCodeClient::retarget`]).
+struct Target {
     base: Url,
-    /// The base URL with any password redacted: what logs and errors show.
-    name: String,
     password: Option<SecretString>,
+}
+
+struct Inner {
+    target: std::sync::RwLock<Target>,
+    /// The base URL with any password redacted (or a supervised server's stable name): what logs
+    /// and errors show.
+    name: String,
+    /// Set while a supervised server waits to be recycled: it takes no new sessions.
+    draining: std::sync::atomic::AtomicBool,
     http: reqwest::Client,
     policy: ResiliencePolicy,
     breaker: CircuitBreaker,
@@ -88,7 +97,7 @@ impl fmt::Debug for OpenCodeClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenCodeClient")
             .field("server", &self.inner.name)
-            .field("authenticated", &self.inner.password.is_some())
+            .field("authenticated", &self.target().password.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +109,17 @@ impl OpenCodeClient {
         policy: ResiliencePolicy,
     ) -> Result<Self, AgentServerError> {
         let name = redact_url(base.as_str());
+        Self::named(name, base, password, policy)
+    }
+
+    /// A client under a name of its own rather than its URL: a supervised server keeps its name
+    /// (and so its sessions' routing) across restarts on new ports.
+    pub fn named(
+        name: String,
+        base: Url,
+        password: Option<SecretString>,
+        policy: ResiliencePolicy,
+    ) -> Result<Self, AgentServerError> {
         let http = reqwest::Client::builder()
             .connect_timeout(policy.connect_timeout)
             .build()
@@ -117,9 +137,9 @@ impl OpenCodeClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 breaker: CircuitBreaker::new(name.clone(), policy.breaker.clone()),
-                base,
+                target: std::sync::RwLock::new(Target { base, password }),
                 name,
-                password,
+                draining: std::sync::atomic::AtomicBool::new(false),
                 http,
                 policy,
                 limiter,
@@ -132,6 +152,38 @@ impl OpenCodeClient {
         policy: ResiliencePolicy,
     ) -> Result<Self, AgentServerError> {
         Self::new(settings.url.clone(), settings.password.clone(), policy)
+    }
+
+    fn target(&self) -> std::sync::RwLockReadGuard<'_, Target> {
+        // Plain data always left whole: a panic elsewhere cannot corrupt it.
+        self.inner.target.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Points the client at a new process of the same server (a supervised restart): later
+    /// calls and event-stream reconnects go there, and the breaker starts afresh, since the
+    /// failures it counted were the old process's.
+    pub fn retarget(&self, base: Url, password: Option<SecretString>) {
+        *self.inner.target.write().unwrap_or_else(|e| e.into_inner()) = Target { base, password };
+        self.inner.breaker.reset();
+    }
+
+    /// Where calls go now (no credentials in it).
+    pub fn base_url(&self) -> Url {
+        self.target().base.clone()
+    }
+
+    /// Whether the server takes no new sessions for now (a supervised server about to be
+    /// recycled); sessions already on it go on.
+    pub fn is_draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn set_draining(&self, draining: bool) {
+        self.inner
+            .draining
+            .store(draining, std::sync::atomic::Ordering::Release);
     }
 
     pub fn breaker_state(&self) -> BreakerState {
@@ -149,7 +201,7 @@ impl OpenCodeClient {
 
     /// `base` + path segments (escaped) + `?directory=` when given.
     fn url(&self, segments: &[&str], directory: Option<&str>) -> Url {
-        let mut url = self.inner.base.clone();
+        let mut url = self.target().base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
@@ -161,7 +213,7 @@ impl OpenCodeClient {
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
         let request = self.inner.http.request(method, url);
-        match &self.inner.password {
+        match &self.target().password {
             // reqwest marks the header sensitive, so it is never logged by the HTTP stack either.
             Some(password) => request.basic_auth(USER, Some(password.expose_secret())),
             None => request,
@@ -700,6 +752,28 @@ impl AgentServer for OpenCodeClient {
         ))
         .await
         .map(drop)
+    }
+
+    async fn pending_permissions(
+        &self,
+        directory: Option<&str>,
+    ) -> Result<Vec<crate::ports::PermissionRequest>, AgentServerError> {
+        let url = self.url(&["permission"], directory);
+        let pending: Vec<wire::WirePermissionAsked> = self
+            .call_json(self.call("pending_permissions", Method::GET, url, Repeat::Safe, None))
+            .await?;
+        Ok(pending.into_iter().map(Into::into).collect())
+    }
+
+    async fn pending_questions(
+        &self,
+        directory: Option<&str>,
+    ) -> Result<Vec<crate::ports::QuestionRequest>, AgentServerError> {
+        let url = self.url(&["question"], directory);
+        let pending: Vec<wire::WireQuestionAsked> = self
+            .call_json(self.call("pending_questions", Method::GET, url, Repeat::Safe, None))
+            .await?;
+        Ok(pending.into_iter().map(Into::into).collect())
     }
 
     fn events(&self, scope: EventScope) -> AgentEventStream {

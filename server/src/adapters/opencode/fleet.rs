@@ -111,6 +111,16 @@ impl Fleet {
         Ok(Self::new(servers))
     }
 
+    /// Adds a server (a supervised one, after the configured ones).
+    pub fn add(&mut self, client: OpenCodeClient, capacity: u32) {
+        self.members.push(Arc::new(Member {
+            client,
+            capacity,
+            in_flight: AtomicU32::new(0),
+            healthy: AtomicBool::new(true),
+        }));
+    }
+
     pub fn len(&self) -> usize {
         self.members.len()
     }
@@ -125,7 +135,8 @@ impl Fleet {
             .iter()
             .map(|m| ServerReport {
                 server: m.client.name().to_string(),
-                healthy: m.healthy.load(Ordering::Acquire),
+                // A draining (supervised, about to be recycled) server takes no new sessions.
+                healthy: m.healthy.load(Ordering::Acquire) && !m.client.is_draining(),
                 breaker: m.client.breaker_state(),
                 in_flight: m.in_flight.load(Ordering::Acquire),
                 capacity: m.capacity,
@@ -220,7 +231,9 @@ impl crate::ports::AgentServers for Fleet {
         self.members
             .iter()
             .filter(|m| {
-                m.healthy.load(Ordering::Acquire) && m.client.breaker_state() != BreakerState::Open
+                m.healthy.load(Ordering::Acquire)
+                    && !m.client.is_draining()
+                    && m.client.breaker_state() != BreakerState::Open
             })
             .map(|m| crate::ports::ServerCapacity {
                 server: m.client.name().to_string(),
@@ -348,6 +361,25 @@ mod tests {
             std::mem::forget(slot);
         }
         assert!(fleet.pick().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_draining_server_gets_no_new_sessions_and_a_retargeted_one_keeps_its_name() {
+        use crate::ports::AgentServers;
+        let fleet = fleet(&[4], ResiliencePolicy::default());
+        let client = &fleet.members[0].client;
+        client.set_draining(true);
+        assert!(fleet.pick().is_none());
+        assert!(fleet.available().is_empty());
+        assert!(!fleet.report()[0].healthy);
+        client.set_draining(false);
+        assert!(fleet.pick().is_some());
+
+        let name = client.name().to_owned();
+        client.retarget(Url::parse("http://127.0.0.1:7/").unwrap(), None);
+        assert_eq!(client.base_url().as_str(), "http://127.0.0.1:7/");
+        assert_eq!(client.name(), name);
+        assert!(fleet.get(&name).is_some());
     }
 
     #[tokio::test]

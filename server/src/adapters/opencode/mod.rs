@@ -5,6 +5,8 @@
 //! - `client`: [`OpenCodeClient`], one server: requests, retries, rate limit, breaker.
 //! - `events`: the SSE event stream, decoded and kept alive across drops and silences.
 //! - `fleet`: several servers, health-checked, with least-loaded placement.
+//! - `supervisor`: [`Supervisor`], `opencode serve` processes this orchestrator starts, watches
+//!   (exit, health, memory) and restarts under a stable name.
 //! - `breaker`, `policy`: the circuit breaker and the tunables.
 //! - `wire`: OpenCode's JSON shapes, translated into the port's types.
 
@@ -13,6 +15,7 @@ mod client;
 pub mod events;
 mod fleet;
 mod policy;
+pub mod supervisor;
 mod wire;
 
 pub use breaker::BreakerState;
@@ -22,3 +25,4 @@ pub use events::{
 };
 pub use fleet::{Fleet, HealthChecks, ServerReport, ServerSlot};
 pub use policy::{BreakerPolicy, EventStreamPolicy, RateLimit, ResiliencePolicy, RetryPolicy};
+pub use supervisor::{RestartReason, SupervisedSpec, Supervisor, SupervisorError};

@@ -445,6 +445,10 @@ pub fn part(raw: Value) -> Result<Part, serde_json::Error> {
         "tool" => {
             let tool = Tool::deserialize(&raw)?;
             PartContent::Tool {
+                input: raw
+                    .pointer("/state/input")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null),
                 call_id: tool.call_id,
                 tool: tool.tool,
                 state: match tool.state {
@@ -767,7 +771,7 @@ mod tests {
                      {"id":"prt_2","sessionID":"ses_1","messageID":"msg_2","type":"step-finish","reason":"stop",
                       "cost":0.25,"tokens":{"input":40,"output":20,"reasoning":10,"cache":{"read":5,"write":1}}},
                      {"id":"prt_3","sessionID":"ses_1","messageID":"msg_2","type":"tool","callID":"c1","tool":"write",
-                      "state":{"status":"completed","input":{},"output":"ok","title":"hello.txt","metadata":{},"time":{"start":1,"end":2}}},
+                      "state":{"status":"completed","input":{"filePath":"hello.txt"},"output":"ok","title":"hello.txt","metadata":{},"time":{"start":1,"end":2}}},
                      {"id":"prt_4","sessionID":"ses_1","messageID":"msg_2","type":"snapshot","snapshot":"abc"}]});
         let record: MessageRecord = serde_json::from_value::<WireMessageRecord>(raw)
             .unwrap()
@@ -808,7 +812,8 @@ mod tests {
                 state: ToolCallState::Completed {
                     title: "hello.txt".into(),
                     output: "ok".into()
-                }
+                },
+                input: json!({"filePath": "hello.txt"}),
             }
         );
         assert!(

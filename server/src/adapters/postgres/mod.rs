@@ -5,6 +5,7 @@
 
 mod agents;
 mod credentials;
+mod inbox;
 mod outbox;
 mod queue;
 mod sessions;

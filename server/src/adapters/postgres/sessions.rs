@@ -18,19 +18,20 @@ type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 const INSERT: &str = "INSERT INTO sessions (title, prompt, workspace, agent, parent_task, status,
         attempt, max_attempts, created_at, updated_at, started_at, finished_at, tokens_input,
         tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write, cost_micro_usd,
-        duration_ms, files_changed, retries, last_error, deleted_at, id, version)
+        duration_ms, files_changed, retries, last_error, deleted_at, stop_reason, id, version)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22, $23, $24, 1)";
+        $20, $21, $22, $23, $24, $25, 1)";
 
 const UPDATE: &str = "UPDATE sessions SET title = $1, prompt = $2, workspace = $3, agent = $4,
         parent_task = $5, status = $6, attempt = $7, max_attempts = $8, created_at = $9,
         updated_at = $10, started_at = $11, finished_at = $12, tokens_input = $13,
         tokens_output = $14, tokens_reasoning = $15, tokens_cache_read = $16,
         tokens_cache_write = $17, cost_micro_usd = $18, duration_ms = $19, files_changed = $20,
-        retries = $21, last_error = $22, deleted_at = $23, version = version + 1
-    WHERE id = $24 AND version = $25";
+        retries = $21, last_error = $22, deleted_at = $23, stop_reason = $24,
+        version = version + 1
+    WHERE id = $25 AND version = $26";
 
-/// Binds every column but `id` and `version` as `$1..=$23`, in the order [`INSERT`] and
+/// Binds every column but `id` and `version` as `$1..=$24`, in the order [`INSERT`] and
 /// [`UPDATE`] list them.
 fn bind_fields<'q>(
     query: PgQuery<'q>,
@@ -60,7 +61,19 @@ fn bind_fields<'q>(
         .bind(to_i32(m.files_changed)?)
         .bind(to_i32(m.retries)?)
         .bind(&r.last_error)
-        .bind(r.deleted_at))
+        .bind(r.deleted_at)
+        .bind(stop_reason_json(r)?))
+}
+
+/// The typed stop reason as JSON text.
+fn stop_reason_json(r: &SessionRecord) -> Result<Option<String>, RepositoryError> {
+    r.stop_reason
+        .as_ref()
+        .map(|reason| {
+            serde_json::to_string(reason)
+                .map_err(|e| RepositoryError::Unavailable(format!("stop reason: {e}")))
+        })
+        .transpose()
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(session_id = %r.id))]

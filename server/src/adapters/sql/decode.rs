@@ -128,6 +128,13 @@ impl<'r, C: Columns + ?Sized> Fields<'r, C> {
             .map_err(|e| self.corrupt(column, e))
     }
 
+    /// A nullable JSON text column.
+    fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>, RepositoryError> {
+        self.opt_text(column)?
+            .map(|text| serde_json::from_str(&text).map_err(|e| self.corrupt(column, e)))
+            .transpose()
+    }
+
     /// A JSON text column.
     fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, RepositoryError> {
         serde_json::from_str(&self.text(column)?).map_err(|e| self.corrupt(column, e))
@@ -175,6 +182,7 @@ pub(crate) fn session_from_row(row: &(impl Columns + ?Sized)) -> Result<Session,
             retries: f.u32("retries")?,
         },
         last_error: f.opt_text("last_error")?,
+        stop_reason: f.opt_json("stop_reason")?,
         version: f.u64("version")?,
         deleted_at: f.opt_time("deleted_at")?,
     };

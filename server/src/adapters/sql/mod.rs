@@ -70,6 +70,7 @@ pub(crate) fn table_of(key: EntityKey) -> &'static str {
         EntityKey::Session(_) => "sessions",
         EntityKey::Task(_) => "tasks",
         EntityKey::Agent(_) => "agents",
+        EntityKey::InboxItem(_) => "inbox_items",
     }
 }
 
@@ -78,5 +79,6 @@ pub(crate) fn uuid_of(key: EntityKey) -> Uuid {
         EntityKey::Session(id) => id.as_uuid(),
         EntityKey::Task(id) => id.as_uuid(),
         EntityKey::Agent(id) => id.as_uuid(),
+        EntityKey::InboxItem(id) => id.as_uuid(),
     }
 }

@@ -18,15 +18,16 @@ type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
 const INSERT: &str = "INSERT INTO sessions (id, title, prompt, workspace, agent, parent_task,
         status, attempt, max_attempts, created_at, updated_at, started_at, finished_at,
         tokens_input, tokens_output, tokens_reasoning, tokens_cache_read, tokens_cache_write,
-        cost_micro_usd, duration_ms, files_changed, retries, last_error, deleted_at, version)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)";
+        cost_micro_usd, duration_ms, files_changed, retries, last_error, deleted_at, stop_reason,
+        version)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)";
 
 const UPDATE: &str = "UPDATE sessions SET title = ?, prompt = ?, workspace = ?, agent = ?,
         parent_task = ?, status = ?, attempt = ?, max_attempts = ?, created_at = ?,
         updated_at = ?, started_at = ?, finished_at = ?, tokens_input = ?, tokens_output = ?,
         tokens_reasoning = ?, tokens_cache_read = ?, tokens_cache_write = ?, cost_micro_usd = ?,
         duration_ms = ?, files_changed = ?, retries = ?, last_error = ?, deleted_at = ?,
-        version = version + 1
+        stop_reason = ?, version = version + 1
     WHERE id = ? AND version = ?";
 
 /// Binds every column but `id` and `version`, in the order [`INSERT`] and [`UPDATE`] list them.
@@ -58,7 +59,19 @@ fn bind_fields<'q>(
         .bind(i64::from(m.files_changed))
         .bind(i64::from(m.retries))
         .bind(&r.last_error)
-        .bind(r.deleted_at.map(ts)))
+        .bind(r.deleted_at.map(ts))
+        .bind(stop_reason_json(r)?))
+}
+
+/// The typed stop reason as JSON text.
+fn stop_reason_json(r: &SessionRecord) -> Result<Option<String>, RepositoryError> {
+    r.stop_reason
+        .as_ref()
+        .map(|reason| {
+            serde_json::to_string(reason)
+                .map_err(|e| RepositoryError::Unavailable(format!("stop reason: {e}")))
+        })
+        .transpose()
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(session_id = %r.id))]

@@ -7,6 +7,7 @@
 //! deadline in the queue (a retry's backoff ending, a lease lapsing), or — as a safety net for
 //! lost notifications and servers coming back — a few seconds passing.
 
+mod guard;
 mod runner;
 
 use std::collections::HashMap;
@@ -18,6 +19,8 @@ use domain::SessionId;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::application::admission::{Admission, AdmissionConfig};
+use crate::application::guardrails::{GuardrailConfig, Guardrails};
 use crate::config::EngineSettings;
 use crate::ports::lock::DistributedLock;
 use crate::ports::workspaces::{CleanupPolicy, Workspaces};
@@ -115,6 +118,10 @@ struct RunnerSlot {
 struct Shared {
     deps: EngineDeps,
     config: EngineConfig,
+    /// Per provider/model slots: a claimed session waits here before its prompt is sent.
+    admission: Admission,
+    /// Budgets and runaway limits every run is held to.
+    guardrails: Guardrails,
     stats: Arc<EngineStats>,
     /// Per running session: a sender that asks its runner to cancel, and the runner's task.
     running: Mutex<HashMap<SessionId, RunnerSlot>>,
@@ -143,11 +150,34 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine whose admission pools have the default bounds (see [`AdmissionConfig`]).
     pub fn start(deps: EngineDeps, config: EngineConfig) -> Self {
+        Self::start_with_admission(deps, config, Admission::new(AdmissionConfig::default()))
+    }
+
+    /// An engine that admits turns through `admission` (shared with whoever reports on it).
+    pub fn start_with_admission(
+        deps: EngineDeps,
+        config: EngineConfig,
+        admission: Admission,
+    ) -> Self {
+        Self::start_with(deps, config, admission, GuardrailConfig::default())
+    }
+
+    /// An engine with its admission pools and guardrails (budgets, runaway limits) given.
+    pub fn start_with(
+        deps: EngineDeps,
+        config: EngineConfig,
+        admission: Admission,
+        guardrails: GuardrailConfig,
+    ) -> Self {
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let guardrails = Guardrails::new(guardrails, deps.sessions.clone(), deps.tasks.clone());
         let shared = Arc::new(Shared {
             deps,
             config,
+            admission,
+            guardrails,
             stats: Arc::new(EngineStats::default()),
             running: Mutex::new(HashMap::new()),
             finished: Notify::new(),
@@ -167,6 +197,11 @@ impl Engine {
 
     pub fn stats(&self) -> Arc<EngineStats> {
         self.shared.stats.clone()
+    }
+
+    /// The admission pools this engine's sessions wait in.
+    pub fn admission(&self) -> &Admission {
+        &self.shared.admission
     }
 
     /// Sessions this replica runs now.

@@ -13,13 +13,15 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::session::ChangedFileRecord;
-use domain::{MetricsDelta, Session, SessionStatus, WorkspaceRecord};
+use domain::{MetricsDelta, Session, SessionStatus, StopReason, WorkspaceRecord};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::guard::RunGuard;
 use super::{EngineStats, Shared};
+use crate::application::admission::{Permit, DEFAULT_POOL};
 use crate::ports::lock::{Lease, LockError, LockKey};
 use crate::ports::workspaces::{path_hash, CleanupPolicy, Workspace, WorkspaceRequest};
 use crate::ports::{
@@ -34,8 +36,15 @@ use crate::ports::{
 const LOST_TURN_CHECKS: u32 = 3;
 /// ... and for at least this long: a loaded server can take seconds to start a turn it accepted.
 const LOST_TURN_AFTER: Duration = Duration::from_secs(30);
+/// Reconciliations in a row that find the session idle while its last reply never finished, and
+/// for at least how long, before the turn counts as interrupted. A live server never shows that
+/// for long (a reply completes before the session goes idle); a restarted one shows it for ever.
+const INTERRUPTED_CHECKS: u32 = 2;
+const INTERRUPTED_AFTER: Duration = Duration::from_secs(5);
 /// Failed status checks in a row before the server counts as gone for this attempt.
 const UNREACHABLE_CHECKS: u32 = 6;
+/// Most often a session waiting for an admission slot logs its new position.
+const AWAITING_SLOT_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Retry delays while the lock backend is unreachable (doubling from the first to the second).
 const LOCK_RETRY_MIN: Duration = Duration::from_millis(250);
 const LOCK_RETRY_MAX: Duration = Duration::from_secs(2);
@@ -44,9 +53,14 @@ const LOCK_RETRY_MAX: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 enum Outcome {
     Completed,
-    Failed { reason: String, retryable: bool },
+    Failed {
+        reason: String,
+        retryable: bool,
+    },
     TimedOut,
     Cancelled,
+    /// A guardrail (budget or runaway guard) stopped it: failed for good, not retried.
+    Stopped(StopReason),
 }
 
 /// Why a run stopped without a terminal transition.
@@ -192,6 +206,9 @@ pub(super) async fn run(
             remote: None,
             logged: HashSet::new(),
             attempt_started: claimed_at,
+            slot: None,
+            guard: None,
+            stopped: None,
         };
         match run.drive(cancel, shutdown).await {
             Ok(()) => EngineStats::record(
@@ -222,6 +239,12 @@ struct Run<'a> {
     /// Message and part ids already written to the event log.
     logged: HashSet<String>,
     attempt_started: Instant,
+    /// The admission slot of this run's turn; dropped (freed) when the run ends.
+    slot: Option<Permit>,
+    /// Budgets and runaway limits, from the moment the run follows its turn.
+    guard: Option<RunGuard>,
+    /// Set when a guardrail trips on an event; `follow` then ends the turn.
+    stopped: Option<StopReason>,
 }
 
 impl Run<'_> {
@@ -261,6 +284,9 @@ impl Run<'_> {
 
         match self.claim.remote.clone() {
             Some(remote) => {
+                // The turn already runs: it counts in its pool without waiting.
+                let pool = self.admission_pool().await;
+                self.slot = Some(self.shared.admission.occupy(&pool));
                 self.log(
                     "reattached",
                     json!({ "server": remote.server, "remote_session": remote.session,
@@ -270,10 +296,28 @@ impl Run<'_> {
                 self.remote = Some(remote);
             }
             None => {
+                match self.await_slot(&mut cancel, &mut shutdown).await {
+                    Ok(permit) => self.slot = Some(permit),
+                    Err(Unprepared::Stop(stop)) => return Err(stop),
+                    Err(Unprepared::Cancelled) => return self.finish(Outcome::Cancelled).await,
+                    Err(Unprepared::Failed(reason)) => {
+                        return self
+                            .finish(Outcome::Failed {
+                                reason,
+                                retryable: true,
+                            })
+                            .await
+                    }
+                }
                 if let Err(error) = self.dispatch().await {
                     return match error {
                         DispatchError::Stop(stop) => Err(stop),
                         DispatchError::Server(error) => {
+                            if let (AgentServerError::RateLimited { .. }, Some(slot)) =
+                                (&error, &self.slot)
+                            {
+                                slot.rate_limited();
+                            }
                             self.finish(Outcome::Failed {
                                 reason: format!(
                                     "dispatch to {} failed: {error}",
@@ -289,11 +333,14 @@ impl Run<'_> {
         }
 
         let outcome = self.follow(&mut cancel, &mut shutdown).await?;
+        if let (Outcome::Completed, Some(slot)) = (&outcome, &self.slot) {
+            slot.succeeded();
+        }
         // A failed turn may still run on the server (a lost turn that was only late): stop it, so
         // a retry never works next to it.
         if matches!(
             outcome,
-            Outcome::Cancelled | Outcome::TimedOut | Outcome::Failed { .. }
+            Outcome::Cancelled | Outcome::TimedOut | Outcome::Failed { .. } | Outcome::Stopped(_)
         ) {
             if let Some(address) = self.address() {
                 if let Err(error) = self.server.abort(&address).await {
@@ -479,10 +526,10 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn send_prompt(&self) -> Result<(), AgentServerError> {
-        let remote = self.remote.as_ref().expect("attached before prompting");
-        // A registered agent runs on its own model; any other agent name on the server's default.
-        let model = match self.session.agent() {
+    /// The model the prompt names: a registered agent runs on its own model; any other agent
+    /// name (or none) on the server's default (`None`).
+    async fn model(&self) -> Option<ModelRef> {
+        match self.session.agent() {
             Some(name) => match self.shared.deps.agents.get_by_name(name).await {
                 Ok(agent) => agent.map(|a| ModelRef {
                     provider_id: a.model().provider().to_owned(),
@@ -494,7 +541,109 @@ impl Run<'_> {
                 }
             },
             None => None,
-        };
+        }
+    }
+
+    /// The admission pool of this session's turn: `provider/model`, or the default pool.
+    async fn admission_pool(&self) -> String {
+        self.model().await.map_or_else(
+            || DEFAULT_POOL.to_owned(),
+            |m| format!("{}/{}", m.provider_id, m.model_id),
+        )
+    }
+
+    /// Waits for a slot of the session's admission pool, logging `awaiting_slot` (pool, position,
+    /// limit) as the position changes — at most every [`AWAITING_SLOT_LOG_EVERY`] — and
+    /// `slot_granted` once admitted after a wait. The session stays `queued` meanwhile, its lease
+    /// renewed; cancellation, a lost lease and shutdown (lease handed back) end the wait.
+    async fn await_slot(
+        &mut self,
+        cancel: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Permit, Unprepared> {
+        let pool = self.admission_pool().await;
+        let mut waiter = self
+            .shared
+            .admission
+            .enqueue(&pool, self.session.id().to_string());
+        let waiting = Instant::now();
+        let mut logged: Option<(usize, Instant)> = None;
+        let mut tick = tokio::time::interval(AWAITING_SLOT_LOG_EVERY);
+        loop {
+            if let Some(permit) = waiter.try_admit() {
+                if logged.is_some() {
+                    let waited_ms =
+                        u64::try_from(waiting.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    tracing::info!(pool, waited_ms, "admission slot granted");
+                    self.log(
+                        "slot_granted",
+                        json!({ "pool": pool, "waited_ms": waited_ms }),
+                    )
+                    .await
+                    .map_err(Unprepared::Stop)?;
+                }
+                return Ok(permit);
+            }
+            if let Some(status) = waiter.status() {
+                let due = logged.is_none_or(|(position, at)| {
+                    position != status.position && at.elapsed() >= AWAITING_SLOT_LOG_EVERY
+                });
+                if due {
+                    if logged.is_none() {
+                        tracing::info!(
+                            pool,
+                            position = status.position,
+                            limit = status.limit,
+                            "awaiting an admission slot"
+                        );
+                    }
+                    self.log(
+                        "awaiting_slot",
+                        json!({ "pool": pool, "position": status.position,
+                                "limit": status.limit, "in_use": status.in_use }),
+                    )
+                    .await
+                    .map_err(Unprepared::Stop)?;
+                    logged = Some((status.position, Instant::now()));
+                }
+            }
+            tokio::select! {
+                () = waiter.changed() => {}
+                _ = tick.tick() => {}
+                changed = self.lease_state.changed() => {
+                    let state = *self.lease_state.borrow();
+                    match state {
+                        _ if changed.is_err() => return Err(Unprepared::Stop(Stop::LeaseLost)),
+                        LeaseState::Lost => return Err(Unprepared::Stop(Stop::LeaseLost)),
+                        LeaseState::CancelRequested => return Err(Unprepared::Cancelled),
+                        LeaseState::Held => {}
+                    }
+                }
+                changed = cancel.changed() => {
+                    if changed.is_ok() && *cancel.borrow() {
+                        return Err(Unprepared::Cancelled);
+                    }
+                }
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        // Leave the queue before handing the lease back.
+                        drop(waiter);
+                        self.shared
+                            .deps
+                            .queue
+                            .release(&self.lease)
+                            .await
+                            .map_err(|e| Unprepared::Stop(e.into()))?;
+                        return Err(Unprepared::Stop(Stop::Shutdown));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_prompt(&self) -> Result<(), AgentServerError> {
+        let remote = self.remote.as_ref().expect("attached before prompting");
+        let model = self.model().await;
         let message_id = MessageId::parse(remote.message_id.clone())
             .map_err(|e| AgentServerError::Decode(e.to_string()))?;
         self.server
@@ -533,10 +682,21 @@ impl Run<'_> {
         let period = self.shared.config.lease_ttl / 3;
         let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut lost = LostTurn::default();
+        let mut interrupted = LostTurn::default();
         // Prompts this runner sent were accepted by the server: if they are not listed yet, the
         // server is slow, not missing them. Only a re-attaching runner sends a missing prompt.
         let mut prompt_sent = self.claim.remote.is_none();
         let mut unreachable = 0u32;
+        // Budgets and runaway limits: baselines read once here, then refreshed on polls.
+        let guard =
+            RunGuard::start(&self.shared.guardrails, &self.session, self.attempt_started).await;
+        let wall = guard.wall_deadline();
+        self.guard = Some(guard);
+        let wall_time = tokio::time::sleep_until(
+            wall.map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)),
+        );
+        tokio::pin!(wall_time);
 
         loop {
             let mut check = false;
@@ -545,7 +705,20 @@ impl Run<'_> {
                     let Some(event) = event else { continue };
                     check = self.on_event(&remote_id, event).await?;
                 }
-                _ = poll.tick() => check = true,
+                _ = poll.tick() => {
+                    check = true;
+                    if let Some(guard) = self.guard.as_mut() {
+                        guard.refresh_if_due(&self.shared.guardrails).await;
+                        if let Some(reason) = guard.breach() {
+                            self.stopped.get_or_insert(reason);
+                        }
+                    }
+                }
+                () = &mut wall_time, if wall.is_some() => {
+                    if let Some(reason) = self.guard.as_ref().and_then(RunGuard::elapsed) {
+                        self.stopped.get_or_insert(reason);
+                    }
+                }
                 changed = self.lease_state.changed() => {
                     let state = *self.lease_state.borrow();
                     match state {
@@ -568,6 +741,10 @@ impl Run<'_> {
                 }
                 () = &mut timeout => return Ok(Outcome::TimedOut),
             }
+            if let Some(reason) = self.stopped.take() {
+                tracing::warn!(code = reason.code(), %reason, "guardrail tripped; stopping the session");
+                return Ok(Outcome::Stopped(reason));
+            }
             if !check {
                 continue;
             }
@@ -575,7 +752,19 @@ impl Run<'_> {
                 Ok(Turn::Done(outcome)) => return Ok(outcome),
                 Ok(Turn::Working) => {
                     lost = LostTurn::default();
+                    interrupted = LostTurn::default();
                     unreachable = 0;
+                }
+                Ok(Turn::Interrupted) => {
+                    unreachable = 0;
+                    if interrupted.persists_for(INTERRUPTED_CHECKS, INTERRUPTED_AFTER) {
+                        return Ok(Outcome::Failed {
+                            reason: "the agent server is idle but the turn never finished \
+                                     (the server restarted mid-turn)"
+                                .into(),
+                            retryable: true,
+                        });
+                    }
                 }
                 Ok(Turn::IdleWithoutReply) => {
                     unreachable = 0;
@@ -622,8 +811,29 @@ impl Run<'_> {
     /// Writes what matters of an event to the session's log. `true` when the turn may be over
     /// (or events may have been missed): reconcile.
     async fn on_event(&mut self, remote: &AgentSessionId, event: AgentEvent) -> Result<bool, Stop> {
+        // Live spend and runaway counts: every report of the attempt's messages and parts.
+        if let Some(guard) = self.guard.as_mut() {
+            let tripped = match &event {
+                AgentEvent::MessageUpdated {
+                    session_id,
+                    message: Message::Assistant(message),
+                } if session_id == remote => guard.message(message),
+                AgentEvent::MessagePartUpdated { session_id, part } if session_id == remote => {
+                    guard.part(part)
+                }
+                _ => None,
+            };
+            if let Some(reason) = tripped {
+                self.stopped.get_or_insert(reason);
+            }
+        }
         match event {
-            AgentEvent::ServerConnected | AgentEvent::Resynced => Ok(true),
+            AgentEvent::ServerConnected => Ok(true),
+            AgentEvent::Resynced => {
+                // Events may be missing (a dropped stream, or a restarted server): reconcile.
+                self.log("agent_stream_resynced", json!({})).await?;
+                Ok(true)
+            }
             AgentEvent::SessionStatus {
                 session_id,
                 status: AgentSessionStatus::Idle,
@@ -636,6 +846,11 @@ impl Run<'_> {
                         attempt, message, ..
                     },
             } if &session_id == remote => {
+                // OpenCode retries a rate-limited (or overloaded) provider call itself and says so
+                // here: the pool's signal to admit fewer turns for a while.
+                if let Some(slot) = &self.slot {
+                    slot.rate_limited();
+                }
                 self.log(
                     "agent_retry",
                     json!({ "attempt": attempt, "message": message }),
@@ -737,8 +952,10 @@ impl Run<'_> {
         let Some(last) = replies.last() else {
             return Ok(Turn::IdleWithoutReply);
         };
-        if last.completed_at.is_none() {
-            return Ok(Turn::Working);
+        if last.completed_at.is_none() && last.error.is_none() {
+            // Not busy (checked above) yet unfinished: lost with a server restart, if it stays so.
+            // (An error, finished or not, ends the turn: it is judged below.)
+            return Ok(Turn::Interrupted);
         }
         let outcome = match &last.error {
             Some(error) => Outcome::Failed {
@@ -890,6 +1107,23 @@ impl Run<'_> {
         }
         let mut requeue_after = None;
         let to = match outcome {
+            Outcome::Stopped(reason) => {
+                let report = self
+                    .guard
+                    .as_ref()
+                    .map(|guard| guard.report(&reason))
+                    .unwrap_or_else(|| json!({ "code": reason.code(), "reason": reason, "message": reason.to_string() }));
+                changes.event(NewEvent::new(
+                    Aggregate::Session,
+                    self.session.id().as_uuid(),
+                    "guardrail_stopped",
+                    report,
+                    now,
+                ));
+                crate::metrics::record_guardrail_stop(reason.code());
+                changes.event(&self.session.stop(reason, now)?);
+                "failed"
+            }
             Outcome::Completed => {
                 changes.event(&self.session.complete(now)?);
                 "completed"
@@ -1090,9 +1324,14 @@ impl LostTurn {
     /// Records one more such check; `true` once it has held for [`LOST_TURN_CHECKS`] checks
     /// and at least [`LOST_TURN_AFTER`].
     fn persists(&mut self) -> bool {
+        self.persists_for(LOST_TURN_CHECKS, LOST_TURN_AFTER)
+    }
+
+    /// The same with other thresholds.
+    fn persists_for(&mut self, checks: u32, after: Duration) -> bool {
         self.checks += 1;
         let since = *self.since.get_or_insert_with(Instant::now);
-        self.checks >= LOST_TURN_CHECKS && since.elapsed() >= LOST_TURN_AFTER
+        self.checks >= checks && since.elapsed() >= after
     }
 }
 
@@ -1103,6 +1342,8 @@ fn after(now: chrono::DateTime<Utc>, delay: Duration) -> chrono::DateTime<Utc> {
 
 enum Turn {
     Working,
+    /// Idle, but the last reply never finished: the turn died with its server.
+    Interrupted,
     Done(Outcome),
     IdleWithoutReply,
     PromptMissing,

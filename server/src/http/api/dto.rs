@@ -77,8 +77,10 @@ macro_rules! object_schema {
 object_schema!(
     SessionDto,
     "Session",
-    "A session as stored: id, title, prompt, workspace, agent, status, attempts, metrics, times \
-     and version."
+    "A session as stored: id, title, prompt, workspace, agent, status, attempts, metrics, times, \
+     version, last_error and stop_reason (set when a guardrail stopped it: {\"code\": \
+     \"budget_exceeded\" | \"step_limit\" | \"tool_call_limit\" | \"wall_time\" | \
+     \"repeated_tool_failure\", ...})."
 );
 object_schema!(
     TaskDto,
@@ -324,6 +326,13 @@ pub struct StartTaskBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub policy: Option<FailurePolicy>,
+    /// The tree's token cap over all its sessions; the configured `guardrails.task_tree` when
+    /// absent. The tree's estimate must fit before it starts.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// The tree's cost cap in US dollars (as `max_tokens`).
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
 }
 
 impl From<StartTaskBody> for StartTaskRequest {
@@ -332,6 +341,8 @@ impl From<StartTaskBody> for StartTaskRequest {
             workspace: b.workspace,
             max_parallel: b.max_parallel,
             policy: b.policy,
+            max_tokens: b.max_tokens,
+            max_cost_usd: b.max_cost_usd,
         }
     }
 }

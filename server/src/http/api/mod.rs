@@ -2,11 +2,13 @@
 //! and the generated OpenAPI document. Handlers are thin: they parse and validate the request,
 //! call an application service or a repository port, and map the answer.
 
+mod admission;
 mod agents;
 pub mod dto;
 mod errors;
 mod extract;
 mod fleet;
+mod inbox;
 mod openapi;
 mod sessions;
 mod sse;
@@ -24,7 +26,7 @@ pub use errors::ApiError;
 pub use openapi::ApiDoc;
 
 use crate::adapters::opencode::Fleet;
-use crate::application::SessionLifecycle;
+use crate::application::{AdmissionStatus, InboxService, SessionLifecycle};
 use crate::ports::{DispatchQueue, Outbox, SessionRepository, TaskRepository};
 use crate::startup::TaskServices;
 use crate::storage::Store;
@@ -39,6 +41,10 @@ pub struct ApiState {
     pub queue: Arc<dyn DispatchQueue>,
     pub tasks: TaskServices,
     pub fleet: Arc<Fleet>,
+    /// This replica's admission pools.
+    pub admission: Arc<dyn AdmissionStatus>,
+    /// The human-in-the-loop inbox.
+    pub inbox: Arc<InboxService>,
 }
 
 impl ApiState {
@@ -47,6 +53,7 @@ impl ApiState {
         lifecycle: Arc<SessionLifecycle>,
         tasks: TaskServices,
         fleet: Arc<Fleet>,
+        admission: Arc<dyn AdmissionStatus>,
     ) -> Self {
         Self {
             lifecycle,
@@ -55,8 +62,23 @@ impl ApiState {
             outbox: store.outbox.clone(),
             queue: store.queue.clone(),
             tasks,
+            // Without `with_inbox`: no policies, no escalation.
+            inbox: Arc::new(InboxService::new(
+                store.inbox.clone(),
+                store.unit_of_work.clone(),
+                fleet.clone(),
+                Default::default(),
+                None,
+            )),
             fleet,
+            admission,
         }
+    }
+
+    /// Serves `inbox` (the one the watcher and the policies use).
+    pub fn with_inbox(mut self, inbox: Arc<InboxService>) -> Self {
+        self.inbox = inbox;
+        self
     }
 }
 
@@ -76,6 +98,10 @@ pub fn routes(state: ApiState) -> Router {
         .route("/agents", get(agents::list).post(agents::register))
         .route("/agents/{name}", get(agents::get).put(agents::update))
         .route("/fleet", get(fleet::report))
+        .route("/inbox", get(inbox::list))
+        .route("/inbox/{id}", get(inbox::get))
+        .route("/inbox/{id}/answer", post(inbox::answer))
+        .route("/admission", get(admission::report))
         .route("/events", get(sse::stream))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{agents, dto, fleet, sessions, sse, tasks};
+use super::{admission, agents, dto, fleet, inbox, sessions, sse, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,10 @@ use super::{agents, dto, fleet, sessions, sse, tasks};
         agents::get,
         agents::update,
         fleet::report,
+        inbox::list,
+        inbox::get,
+        inbox::answer,
+        admission::report,
         sse::stream,
         openapi_json,
     ),
@@ -60,13 +64,20 @@ use super::{agents, dto, fleet, sessions, sse, tasks};
         dto::FleetReport,
         dto::FleetServer,
         dto::QueueDepthDto,
+        admission::AdmissionReport,
+        admission::AdmissionPool,
+        admission::AdmissionWaiter,
         dto::StreamEvent,
+        inbox::InboxItemDto,
+        inbox::InboxList,
+        inbox::AnswerBody,
     )),
     tags(
         (name = "sessions", description = "OpenCode sessions run by the engine"),
         (name = "tasks", description = "Requirements decomposed into task trees, and their runs"),
         (name = "agents", description = "The agent registry routing chooses from"),
         (name = "fleet", description = "OpenCode servers and the dispatch queue"),
+        (name = "inbox", description = "Agents' permission requests and questions, answered by people or policies"),
         (name = "events", description = "Live domain events (Server-Sent Events)"),
         (name = "meta", description = "This document"),
     )

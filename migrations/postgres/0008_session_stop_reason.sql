@@ -1,0 +1,6 @@
+-- Why a guardrail (budget or runaway guard) stopped a session: a typed terminal reason, as JSON
+-- text ({"code": "budget_exceeded", ...}); NULL for every other ending. Only `failed` sessions
+-- have one.
+ALTER TABLE sessions ADD COLUMN stop_reason TEXT;
+ALTER TABLE sessions ADD CONSTRAINT sessions_stop_reason_only_when_failed
+    CHECK (stop_reason IS NULL OR status = 'failed');
