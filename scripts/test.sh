@@ -86,6 +86,10 @@ cat > "$E2E_DATA/oio.toml" <<TOML
 url = "$OPENCODE_URL"
 password = "$OPENCODE_PASSWORD"
 capacity = 4
+
+# The budget spec's [budget] session reports 10 M tokens (e2e-fleet); the others stay far below.
+[guardrails.session]
+max_tokens = 1000000
 TOML
 
 say "end-to-end: an operator user for the browser and an admin API token for scripts (server user add / token create)"

@@ -14,7 +14,10 @@
 //! The fake LLM answers every session the same way, by its prompt: the first turn runs one shell
 //! command that writes `<slug>.txt` (slug: the first words of the prompt) after a short pause, so
 //! the dashboard can show the session running; the second says what it wrote. A prompt containing
-//! `[hang]` gets an answer that never ends — a session to cancel.
+//! `[hang]` gets an answer that never ends — a session to cancel. A prompt containing `[ask]`
+//! writes its file with the `write` tool instead, which this OpenCode server asks permission for
+//! (`edit: ask`): the request lands in the orchestrator's inbox. A prompt containing `[budget]`
+//! reports [`HUGE_USAGE`] input tokens on its first step: past the e2e server's session budget.
 
 use std::time::Duration;
 
@@ -25,6 +28,9 @@ use testkit::opencode::{OpenCodeServer, Options};
 
 /// How long the first answer of each session takes, so "running" is visible.
 const THINKING: Duration = Duration::from_millis(1_500);
+/// The input tokens a `[budget]` session's first step reports (scripts/test.sh caps a session at
+/// far fewer).
+const HUGE_USAGE: u64 = 10_000_000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -36,7 +42,10 @@ async fn main() -> anyhow::Result<()> {
     let server = OpenCodeServer::start(
         home.path(),
         &llm,
-        Options::default().with_password(password.clone()),
+        Options::default()
+            .with_password(password.clone())
+            // Edits wait for a person (the `[ask]` sessions); shell commands do not.
+            .with_config(json!({"permission": {"edit": "ask", "bash": "allow"}})),
     )
     .await?;
     println!("e2e-fleet: llm {}", llm.base_url());
@@ -105,6 +114,22 @@ fn respond(body: &Value) -> Option<Reply> {
     let answered = messages.iter().any(|m| m["role"] == "tool");
     Some(if answered {
         Reply::text(format!("Wrote {file}.")).with_usage(1_200, 24)
+    } else if prompt.contains("[ask]") {
+        Reply::tool_call(
+            "write",
+            json!({"filePath": file, "content": "written by the e2e fleet, with permission\n"}),
+        )
+        .with_usage(1_000, 40)
+    } else if prompt.contains("[budget]") {
+        Reply::tool_call(
+            "bash",
+            json!({
+                "command": format!("echo 'written by a big spender' > {file}"),
+                "description": format!("Write {file}"),
+            }),
+        )
+        .with_usage(HUGE_USAGE, 40)
+        .with_delay(THINKING)
     } else {
         Reply::tool_call(
             "bash",
@@ -143,5 +168,19 @@ mod tests {
         assert_eq!(respond(&second).unwrap().finish_reason(), Some("stop"));
         let hang = json!({"messages": [{"role": "user", "content": "slow one [hang]"}]});
         assert_eq!(respond(&hang).unwrap().finish_reason(), None);
+    }
+
+    #[test]
+    fn ask_and_budget_markers_pick_their_first_step() {
+        let ask = json!({"messages": [{"role": "user", "content": "Save notes [ask]"}]});
+        let reply = respond(&ask).unwrap();
+        assert_eq!(reply.finish_reason(), Some("tool_calls"));
+        assert!(format!("{reply:?}").contains("write"), "{reply:?}");
+        let spend = json!({"messages": [{"role": "user", "content": "Spend it all [budget]"}]});
+        let reply = respond(&spend).unwrap();
+        assert!(
+            format!("{reply:?}").contains(&HUGE_USAGE.to_string()),
+            "{reply:?}"
+        );
     }
 }
