@@ -229,6 +229,16 @@ fn Detail(
                                     </span>
                                 }
                             })}
+                        {(status == SessionStatus::Queued)
+                            .then(|| awaiting_slot(&detail.events))
+                            .flatten()
+                            .map(|slot| {
+                                view! {
+                                    <span data-testid="session-awaiting-slot">
+                                        {slot.describe()}
+                                    </span>
+                                }
+                            })}
                     </td>
                 </tr>
                 {field("agent", s.agent().map(|a| a.as_str().to_owned()).unwrap_or_else(|| "-".into()))}
@@ -487,4 +497,88 @@ fn Diff(diff: Option<WorkspaceDiff>) -> impl IntoView {
         </pre>
     }
     .into_any()
+}
+
+/// Where a queued session stands in its admission pool, from its latest `awaiting_slot` event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AwaitingSlot {
+    pool: String,
+    position: u64,
+    limit: u64,
+}
+
+impl AwaitingSlot {
+    fn describe(&self) -> String {
+        format!(
+            " · awaiting slot #{} in {} (limit {})",
+            self.position, self.pool, self.limit
+        )
+    }
+}
+
+/// The session's admission wait, if its latest admission-related event says it is still waiting
+/// (a later `slot_granted`, `dispatched` or status change means it is not).
+fn awaiting_slot(events: &[EventLine]) -> Option<AwaitingSlot> {
+    let last = events.iter().rev().find(|e| {
+        matches!(
+            e.event_type.as_str(),
+            "session.awaiting_slot"
+                | "session.slot_granted"
+                | "session.dispatched"
+                | "session.status_changed"
+        )
+    })?;
+    if last.event_type != "session.awaiting_slot" {
+        return None;
+    }
+    let payload: serde_json::Value = serde_json::from_str(&last.payload).ok()?;
+    Some(AwaitingSlot {
+        pool: payload.get("pool")?.as_str()?.to_owned(),
+        position: payload.get("position")?.as_u64()?,
+        limit: payload.get("limit")?.as_u64()?,
+    })
+}
+
+#[cfg(test)]
+mod awaiting_slot_tests {
+    use super::*;
+
+    fn line(seq: u64, event_type: &str, payload: &str) -> EventLine {
+        EventLine {
+            seq,
+            event_type: event_type.into(),
+            payload: payload.into(),
+            occurred_at: DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_latest_wait_is_shown_with_its_position_until_the_slot_is_granted() {
+        let mut events = vec![
+            line(1, "session.status_changed", "{}"),
+            line(
+                2,
+                "session.awaiting_slot",
+                r#"{"pool":"fake/fake-coder","position":3,"limit":2,"in_use":2}"#,
+            ),
+            line(
+                3,
+                "session.awaiting_slot",
+                r#"{"pool":"fake/fake-coder","position":1,"limit":2,"in_use":2}"#,
+            ),
+        ];
+        let slot = awaiting_slot(&events).unwrap();
+        assert_eq!(slot.position, 1);
+        assert_eq!(
+            slot.describe(),
+            " · awaiting slot #1 in fake/fake-coder (limit 2)"
+        );
+        events.push(line(4, "session.slot_granted", "{}"));
+        assert_eq!(awaiting_slot(&events), None);
+        assert_eq!(awaiting_slot(&[]), None);
+        assert_eq!(
+            awaiting_slot(&[line(1, "session.awaiting_slot", "not json")]),
+            None
+        );
+    }
 }
