@@ -103,6 +103,51 @@ enum LeaseState {
     Lost,
 }
 
+/// What ends a run's wait before its own work does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Interrupt {
+    /// Cancelled by an operator (through this replica or the queue).
+    Cancelled,
+    /// The lease is gone: another replica owns the session now.
+    LeaseLost,
+    /// This replica is shutting down.
+    Shutdown,
+}
+
+/// Resolves when the run must stop waiting — the one place every wait (workspace lock,
+/// admission slot, the turn itself) watches the lease, cancellation and shutdown. Changes that
+/// call for nothing (a renewed lease, a cleared flag) are waited past. Cancel-safe: it only
+/// awaits `watch` changes, so a `select!` may drop it at any point.
+async fn interruption(
+    lease_state: &mut watch::Receiver<LeaseState>,
+    cancel: &mut watch::Receiver<bool>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Interrupt {
+    loop {
+        tokio::select! {
+            changed = lease_state.changed() => {
+                let state = *lease_state.borrow();
+                match state {
+                    _ if changed.is_err() => return Interrupt::LeaseLost,
+                    LeaseState::Lost => return Interrupt::LeaseLost,
+                    LeaseState::CancelRequested => return Interrupt::Cancelled,
+                    LeaseState::Held => {}
+                }
+            }
+            changed = cancel.changed() => {
+                if changed.is_ok() && *cancel.borrow() {
+                    return Interrupt::Cancelled;
+                }
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return Interrupt::Shutdown;
+                }
+            }
+        }
+    }
+}
+
 /// Renews the run's lease every third of its TTL from the moment of the claim until the run
 /// ends (dropped), whatever the runner is doing — creating a worktree or an OpenCode instance
 /// can take longer than a lease.
@@ -351,6 +396,24 @@ impl Run<'_> {
         self.finish(outcome).await
     }
 
+    /// Hands the lease back on shutdown (the session keeps running on its server; the next
+    /// owner re-attaches): `Shutdown`, or the storage error that prevented it.
+    async fn hand_back(&self) -> Stop {
+        match self.shared.deps.queue.release(&self.lease).await {
+            Ok(()) => Stop::Shutdown,
+            Err(error) => error.into(),
+        }
+    }
+
+    /// What an interruption means for a run that has not dispatched yet.
+    async fn unprepared(&self, interrupt: Interrupt) -> Unprepared {
+        match interrupt {
+            Interrupt::Cancelled => Unprepared::Cancelled,
+            Interrupt::LeaseLost => Unprepared::Stop(Stop::LeaseLost),
+            Interrupt::Shutdown => Unprepared::Stop(self.hand_back().await),
+        }
+    }
+
     fn address(&self) -> Option<SessionAddress> {
         self.remote.as_ref().map(|r| {
             SessionAddress::new(AgentSessionId::new(&r.session), Some(r.directory.clone()))
@@ -421,30 +484,8 @@ impl Run<'_> {
             }
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                changed = self.lease_state.changed() => {
-                    let state = *self.lease_state.borrow();
-                    match state {
-                        _ if changed.is_err() => return Err(Unprepared::Stop(Stop::LeaseLost)),
-                        LeaseState::Lost => return Err(Unprepared::Stop(Stop::LeaseLost)),
-                        LeaseState::CancelRequested => return Err(Unprepared::Cancelled),
-                        LeaseState::Held => {}
-                    }
-                }
-                changed = cancel.changed() => {
-                    if changed.is_ok() && *cancel.borrow() {
-                        return Err(Unprepared::Cancelled);
-                    }
-                }
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        self.shared
-                            .deps
-                            .queue
-                            .release(&self.lease)
-                            .await
-                            .map_err(|e| Unprepared::Stop(e.into()))?;
-                        return Err(Unprepared::Stop(Stop::Shutdown));
-                    }
+                interrupt = interruption(&mut self.lease_state, cancel, shutdown) => {
+                    return Err(self.unprepared(interrupt).await);
                 }
             }
             pause = (pause * 2).min(LOCK_RETRY_MAX);
@@ -610,32 +651,10 @@ impl Run<'_> {
             tokio::select! {
                 () = waiter.changed() => {}
                 _ = tick.tick() => {}
-                changed = self.lease_state.changed() => {
-                    let state = *self.lease_state.borrow();
-                    match state {
-                        _ if changed.is_err() => return Err(Unprepared::Stop(Stop::LeaseLost)),
-                        LeaseState::Lost => return Err(Unprepared::Stop(Stop::LeaseLost)),
-                        LeaseState::CancelRequested => return Err(Unprepared::Cancelled),
-                        LeaseState::Held => {}
-                    }
-                }
-                changed = cancel.changed() => {
-                    if changed.is_ok() && *cancel.borrow() {
-                        return Err(Unprepared::Cancelled);
-                    }
-                }
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        // Leave the queue before handing the lease back.
-                        drop(waiter);
-                        self.shared
-                            .deps
-                            .queue
-                            .release(&self.lease)
-                            .await
-                            .map_err(|e| Unprepared::Stop(e.into()))?;
-                        return Err(Unprepared::Stop(Stop::Shutdown));
-                    }
+                interrupt = interruption(&mut self.lease_state, cancel, shutdown) => {
+                    // Leave the queue before handing the lease back.
+                    drop(waiter);
+                    return Err(self.unprepared(interrupt).await);
                 }
             }
         }
@@ -719,25 +738,12 @@ impl Run<'_> {
                         self.stopped.get_or_insert(reason);
                     }
                 }
-                changed = self.lease_state.changed() => {
-                    let state = *self.lease_state.borrow();
-                    match state {
-                        _ if changed.is_err() => return Err(Stop::LeaseLost),
-                        LeaseState::Lost => return Err(Stop::LeaseLost),
-                        LeaseState::CancelRequested => return Ok(Outcome::Cancelled),
-                        LeaseState::Held => {}
-                    }
-                }
-                changed = cancel.changed() => {
-                    if changed.is_ok() && *cancel.borrow() {
-                        return Ok(Outcome::Cancelled);
-                    }
-                }
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        self.shared.deps.queue.release(&self.lease).await?;
-                        return Err(Stop::Shutdown);
-                    }
+                interrupt = interruption(&mut self.lease_state, cancel, shutdown) => {
+                    return match interrupt {
+                        Interrupt::Cancelled => Ok(Outcome::Cancelled),
+                        Interrupt::LeaseLost => Err(Stop::LeaseLost),
+                        Interrupt::Shutdown => Err(self.hand_back().await),
+                    };
                 }
                 () = &mut timeout => return Ok(Outcome::TimedOut),
             }
