@@ -65,6 +65,19 @@ pub(crate) fn capabilities_json(capabilities: &BTreeSet<AgentCapability>) -> Str
 }
 
 /// The table holding the entity a key names; never user input.
+/// A session's typed stop reason as the JSON text both backends store in `stop_reason`.
+pub(crate) fn stop_reason_json(
+    r: &domain::SessionRecord,
+) -> Result<Option<String>, RepositoryError> {
+    r.stop_reason
+        .as_ref()
+        .map(|reason| {
+            serde_json::to_string(reason)
+                .map_err(|e| RepositoryError::Unavailable(format!("stop reason: {e}")))
+        })
+        .transpose()
+}
+
 pub(crate) fn table_of(key: EntityKey) -> &'static str {
     match key {
         EntityKey::Session(_) => "sessions",

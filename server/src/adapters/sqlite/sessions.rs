@@ -9,7 +9,7 @@ use sqlx::{Sqlite, SqliteConnection};
 use super::{ts, SqliteStore};
 use crate::adapters::sql::{
     map_insert_error, map_sqlx_error, session_event_from_row, session_from_row, session_terms,
-    to_i64,
+    stop_reason_json, to_i64,
 };
 use crate::ports::{RepositoryError, SessionRepository, StoredSessionEvent};
 
@@ -61,17 +61,6 @@ fn bind_fields<'q>(
         .bind(&r.last_error)
         .bind(r.deleted_at.map(ts))
         .bind(stop_reason_json(r)?))
-}
-
-/// The typed stop reason as JSON text.
-fn stop_reason_json(r: &SessionRecord) -> Result<Option<String>, RepositoryError> {
-    r.stop_reason
-        .as_ref()
-        .map(|reason| {
-            serde_json::to_string(reason)
-                .map_err(|e| RepositoryError::Unavailable(format!("stop reason: {e}")))
-        })
-        .transpose()
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(session_id = %r.id))]
