@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use crate::adapters::{postgres::PostgresStore, sqlite::SqliteStore};
+use crate::adapters::sql::SqlStore;
 use crate::config::{redact_url, Backend, ConfigError, Settings};
 use crate::ports::{
     AgentRepository, CredentialStore, DispatchQueue, InboxRepository, Outbox, SessionRepository,
@@ -68,12 +68,7 @@ impl Store {
     }
 }
 
-/// Pool settings shared by both backends.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolSettings {
-    pub max_connections: u32,
-    pub acquire_timeout: Duration,
-}
+pub use crate::adapters::sql::PoolSettings;
 
 impl From<&Settings> for PoolSettings {
     fn from(s: &Settings) -> Self {
@@ -109,16 +104,12 @@ pub async fn connect(settings: &Settings) -> Result<Store, StorageError> {
                     }
                 })?;
             }
-            let store = SqliteStore::connect(url, pool)
-                .await
-                .map_err(connect_error)?;
+            let store = SqlStore::sqlite(url, pool).await.map_err(connect_error)?;
             store.migrate().await.map_err(migrate_error)?;
             Store::from_adapter(store)
         }
         Backend::Postgres => {
-            let store = PostgresStore::connect(url, pool)
-                .await
-                .map_err(connect_error)?;
+            let store = SqlStore::postgres(url, pool).await.map_err(connect_error)?;
             store.migrate().await.map_err(migrate_error)?;
             Store::from_adapter(store)
         }

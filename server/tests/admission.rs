@@ -19,7 +19,7 @@ use serde_json::Value;
 use server::adapters::git::GitWorktrees;
 use server::adapters::memory_lock::MemoryLock;
 use server::adapters::opencode::{Fleet, OpenCodeClient, ResiliencePolicy};
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::application::admission::{AdmissionConfig, PoolLimits};
 use server::application::{
     Admission, AgentService, CreateSessionRequest, Engine, EngineConfig, EngineDeps, RegisterAgent,
@@ -46,7 +46,7 @@ async fn sqlite_store() -> (Store, TempDir) {
         "sqlite://{}?mode=rwc",
         dir.path().join("admission.db").display()
     );
-    let store = SqliteStore::connect(
+    let store = SqlStore::sqlite(
         &url,
         PoolSettings {
             max_connections: 8,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::application::{AgentService, AgentServiceError, RegisterAgent, UpdateAgent};
 use server::storage::{PoolSettings, Store};
 use tempfile::TempDir;
@@ -14,7 +14,7 @@ async fn service() -> (AgentService, Store, TempDir) {
         "sqlite://{}?mode=rwc",
         dir.path().join("agents.db").display()
     );
-    let store = SqliteStore::connect(
+    let store = SqlStore::sqlite(
         &url,
         PoolSettings {
             max_connections: 4,

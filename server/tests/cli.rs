@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use domain::{PageRequest, TaskFilter};
 use serde_json::Value;
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::storage::{PoolSettings, Store};
 use tempfile::TempDir;
 
@@ -65,7 +65,7 @@ impl Env {
             "sqlite://{}?mode=rwc",
             self.dir.path().join("oio.db").display()
         );
-        let store = SqliteStore::connect(
+        let store = SqlStore::sqlite(
             &url,
             PoolSettings {
                 max_connections: 1,

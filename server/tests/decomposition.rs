@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::application::{
     DecompositionError, DecompositionOptions, TaskDecompositionService, TemplateLibrary,
 };
@@ -25,7 +25,7 @@ async fn sqlite() -> (Store, tempfile::TempDir) {
         max_connections: 5,
         acquire_timeout: std::time::Duration::from_secs(10),
     };
-    let store = SqliteStore::connect(&url, pool).await.unwrap();
+    let store = SqlStore::sqlite(&url, pool).await.unwrap();
     store.migrate().await.unwrap();
     (Store::from_adapter(store), dir)
 }

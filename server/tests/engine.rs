@@ -17,8 +17,7 @@ use serde_json::json;
 use server::adapters::git::GitWorktrees;
 use server::adapters::memory_lock::MemoryLock;
 use server::adapters::opencode::{Fleet, OpenCodeClient, ResiliencePolicy};
-use server::adapters::postgres::PostgresStore;
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::application::{
     AgentService, CancelOutcome, CreateSessionRequest, Engine, EngineConfig, EngineDeps,
     RegisterAgent, SessionLifecycle,
@@ -193,7 +192,7 @@ async fn sqlite_store() -> (Store, TempDir) {
         "sqlite://{}?mode=rwc",
         dir.path().join("engine.db").display()
     );
-    let store = SqliteStore::connect(&url, POOL).await.unwrap();
+    let store = SqlStore::sqlite(&url, POOL).await.unwrap();
     store.migrate().await.unwrap();
     (Store::from_adapter(store), dir)
 }
@@ -478,7 +477,7 @@ async fn a_crashed_replicas_session_is_reattached_by_another_without_a_second_pr
     let Some(db) = support::postgres::TestDatabase::create().await else {
         return;
     };
-    let store = PostgresStore::connect(&db.url, POOL).await.unwrap();
+    let store = SqlStore::postgres(&db.url, POOL).await.unwrap();
     store.migrate().await.unwrap();
     let Some(rig) = Rig::start(Store::from_adapter(store), "a_crashed_replicas_session").await
     else {

@@ -29,9 +29,8 @@ use secrecy::SecretString;
 use server::adapters::git::GitWorktrees;
 use server::adapters::memory_lock::MemoryLock;
 use server::adapters::opencode::{Fleet, HealthChecks, OpenCodeClient, ResiliencePolicy};
-use server::adapters::postgres::PostgresStore;
 use server::adapters::redis::{RedisLock, RedisLockConfig};
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::application::{
     CreateSessionRequest, Engine, EngineConfig, EngineDeps, SessionLifecycle,
 };
@@ -262,7 +261,7 @@ async fn sqlite_store() -> (Store, TempDir) {
         "sqlite://{}?mode=rwc",
         dir.path().join("faults.db").display()
     );
-    let store = SqliteStore::connect(&url, POOL).await.unwrap();
+    let store = SqlStore::sqlite(&url, POOL).await.unwrap();
     store.migrate().await.unwrap();
     (Store::from_adapter(store), dir)
 }
@@ -356,7 +355,7 @@ async fn postgres_restart_mid_run_loses_no_session_and_no_transition() {
     let Some(pg) = PrivatePostgres::start().await else {
         return;
     };
-    let store = PostgresStore::connect(&pg.url(), POOL)
+    let store = SqlStore::postgres(&pg.url(), POOL)
         .await
         .unwrap_or_else(|e| panic!("private PostgreSQL: {e}\n{}", pg.log()));
     store.migrate().await.unwrap();
@@ -526,7 +525,7 @@ async fn a_sigtermed_replica_hands_its_lease_back_and_another_reattaches_at_once
     let Some(database) = support::postgres::TestDatabase::create().await else {
         return;
     };
-    let store = PostgresStore::connect(&database.url, POOL).await.unwrap();
+    let store = SqlStore::postgres(&database.url, POOL).await.unwrap();
     store.migrate().await.unwrap();
     let Some(rig) = Rig::start(Store::from_adapter(store), test, 1, 3).await else {
         return;

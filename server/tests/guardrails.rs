@@ -16,7 +16,7 @@ use serde_json::json;
 use server::adapters::git::GitWorktrees;
 use server::adapters::memory_lock::MemoryLock;
 use server::adapters::opencode::{Fleet, OpenCodeClient, ResiliencePolicy};
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::application::admission::{Admission, AdmissionConfig};
 use server::application::guardrails::{BudgetSettings, GuardrailSettings};
 use server::application::{
@@ -50,7 +50,7 @@ impl Rig {
         opencode::binary_or_skip(test)?;
         let db = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", db.path().join("g.db").display());
-        let store = SqliteStore::connect(
+        let store = SqlStore::sqlite(
             &url,
             PoolSettings {
                 max_connections: 8,

@@ -21,7 +21,7 @@ use domain::{
 };
 use serde_json::{json, Value};
 use server::adapters::opencode::{Fleet, OpenCodeClient, ResiliencePolicy};
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::application::{InboxService, InboxServiceError, InboxSettings};
 use server::config::Settings;
 use server::ports::{AgentServer, AgentServers, InboxFilter};
@@ -407,7 +407,7 @@ impl Bench {
             "sqlite://{}?mode=rwc",
             dir.path().join("inbox.db").display()
         );
-        let store = SqliteStore::connect(&url, POOL).await.unwrap();
+        let store = SqlStore::sqlite(&url, POOL).await.unwrap();
         store.migrate().await.unwrap();
         let fake = FakeOpenCode::start().await;
         let client = OpenCodeClient::new(fake.url(), None, ResiliencePolicy::default()).unwrap();

@@ -14,7 +14,7 @@ use domain::{
 };
 use serde_json::{json, Value};
 use server::adapters::opencode::{OpenCodeClient, ResiliencePolicy};
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::ports::AgentServer;
 use server::storage::{PoolSettings, Store};
 use support::fake_opencode::{FakeOpenCode, Reply};
@@ -33,7 +33,7 @@ impl Env {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("oio.db").display());
-        let store = SqliteStore::connect(
+        let store = SqlStore::sqlite(
             &url,
             PoolSettings {
                 max_connections: 1,

@@ -7,8 +7,7 @@ mod support;
 use std::time::Duration;
 
 use domain::{AgentCapability, TaskStatus};
-use server::adapters::postgres::PostgresStore;
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::application::{
     AgentService, CreateSessionRequest, RegisterAgent, SessionLifecycle, TaskRouter,
     TaskRoutingError,
@@ -171,7 +170,7 @@ async fn sqlite_routes_tasks_and_explains_the_choice() {
         "sqlite://{}?mode=rwc",
         dir.path().join("routing.db").display()
     );
-    let store = SqliteStore::connect(&url, POOL).await.unwrap();
+    let store = SqlStore::sqlite(&url, POOL).await.unwrap();
     store.migrate().await.unwrap();
     routes_tasks_and_explains_the_choice(Store::from_adapter(store)).await;
 }
@@ -181,7 +180,7 @@ async fn postgres_routes_tasks_and_explains_the_choice() {
     let Some(db) = support::postgres::TestDatabase::create().await else {
         return;
     };
-    let store = PostgresStore::connect(&db.url, POOL).await.unwrap();
+    let store = SqlStore::postgres(&db.url, POOL).await.unwrap();
     store.migrate().await.unwrap();
     routes_tasks_and_explains_the_choice(Store::from_adapter(store)).await;
 }

@@ -4,7 +4,7 @@
 mod contract;
 mod support;
 
-use server::adapters::{postgres::PostgresStore, sqlite::SqliteStore};
+use server::adapters::sql::SqlStore;
 use server::storage::{PoolSettings, Store};
 
 const POOL: PoolSettings = PoolSettings {
@@ -19,7 +19,7 @@ async fn sqlite() -> (Store, tempfile::TempDir) {
         "sqlite://{}?mode=rwc",
         dir.path().join("contract.db").display()
     );
-    let store = SqliteStore::connect(&url, POOL).await.unwrap();
+    let store = SqlStore::sqlite(&url, POOL).await.unwrap();
     store.migrate().await.unwrap();
     (Store::from_adapter(store), dir)
 }
@@ -27,7 +27,7 @@ async fn sqlite() -> (Store, tempfile::TempDir) {
 /// A fresh PostgreSQL store, or `None` where PostgreSQL is unavailable outside CI.
 async fn postgres() -> Option<(Store, support::postgres::TestDatabase)> {
     let db = support::postgres::TestDatabase::create().await?;
-    let store = PostgresStore::connect(&db.url, POOL).await.unwrap();
+    let store = SqlStore::postgres(&db.url, POOL).await.unwrap();
     store.migrate().await.unwrap();
     Some((Store::from_adapter(store), db))
 }

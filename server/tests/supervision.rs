@@ -16,7 +16,7 @@ use server::adapters::opencode::{
     BreakerPolicy, EventStreamPolicy, Fleet, ResiliencePolicy, RestartReason, SupervisedSpec,
     Supervisor,
 };
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::application::{
     CreateSessionRequest, Engine, EngineConfig, EngineDeps, SessionLifecycle,
 };
@@ -159,7 +159,7 @@ async fn a_supervised_server_killed_mid_session_is_restarted_and_its_session_com
 
     // The engine, on a fleet whose one server is the supervised one.
     let db = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::connect(
+    let sqlite = SqlStore::sqlite(
         &format!("sqlite://{}?mode=rwc", db.path().join("s.db").display()),
         PoolSettings {
             max_connections: 8,

@@ -14,8 +14,7 @@ use domain::{
     TaskStatus,
 };
 use futures_util::future::join_all;
-use server::adapters::postgres::PostgresStore;
-use server::adapters::sqlite::SqliteStore;
+use server::adapters::sql::SqlStore;
 use server::application::{
     AgentService, ExecutionError, RegisterAgent, SessionLifecycle, StartTaskRequest, TaskExecutor,
     TaskRouter,
@@ -456,7 +455,7 @@ macro_rules! on_both_backends {
                 async fn $name() {
                     let dir = tempfile::tempdir().unwrap();
                     let url = format!("sqlite://{}?mode=rwc", dir.path().join("tasks.db").display());
-                    let store = SqliteStore::connect(&url, POOL).await.unwrap();
+                    let store = SqlStore::sqlite(&url, POOL).await.unwrap();
                     store.migrate().await.unwrap();
                     super::$name(Store::from_adapter(store)).await;
                 }
@@ -470,7 +469,7 @@ macro_rules! on_both_backends {
                     let Some(db) = support::postgres::TestDatabase::create().await else {
                         return;
                     };
-                    let store = PostgresStore::connect(&db.url, POOL).await.unwrap();
+                    let store = SqlStore::postgres(&db.url, POOL).await.unwrap();
                     store.migrate().await.unwrap();
                     super::$name(Store::from_adapter(store)).await;
                 }

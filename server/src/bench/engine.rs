@@ -26,9 +26,8 @@ use super::instant_agent::{InstantAgent, InstantServers, NoopWorkspaces};
 use super::percentile;
 use crate::adapters::git::GitWorktrees;
 use crate::adapters::memory_lock::MemoryLock;
-use crate::adapters::postgres::PostgresStore;
 use crate::adapters::redis::{RedisLock, RedisLockConfig};
-use crate::adapters::sqlite::SqliteStore;
+use crate::adapters::sql::SqlStore;
 use crate::application::{
     CreateSessionRequest, Engine, EngineConfig, EngineDeps, SessionLifecycle,
 };
@@ -225,7 +224,7 @@ pub async fn run(bench: &EngineBench) -> anyhow::Result<EngineReport> {
             "sqlite://{}?mode=rwc",
             scratch.path().join("bench.db").display()
         );
-        let store = SqliteStore::connect(&url, POOL).await?;
+        let store = SqlStore::sqlite(&url, POOL).await?;
         store.migrate().await?;
         let store = Store::from_adapter(store);
         lifecycle(&store, "sqlite", bench, &workdir).await?
@@ -448,7 +447,7 @@ async fn postgres_lifecycle(
     bench: &EngineBench,
     workdir: &Path,
 ) -> anyhow::Result<LifecycleFigures> {
-    let store = PostgresStore::connect(url, POOL).await?;
+    let store = SqlStore::postgres(url, POOL).await?;
     store.migrate().await?;
     let store = Store::from_adapter(store);
     lifecycle(&store, "postgres", bench, workdir).await

@@ -546,7 +546,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::adapters::sqlite::SqliteStore;
+    use crate::adapters::sql::SqlStore;
     use crate::cli::Cli;
     use crate::storage::PoolSettings;
 
@@ -633,7 +633,7 @@ mod tests {
 
     async fn services(dir: &Path) -> Services {
         let url = format!("sqlite://{}?mode=rwc", dir.join("cli.db").display());
-        let store = SqliteStore::connect(
+        let store = SqlStore::sqlite(
             &url,
             PoolSettings {
                 max_connections: 2,

@@ -1,113 +1,124 @@
-//! The Unit of Work's algorithm, once for every SQL backend: apply the changes in order with
-//! optimistic locking, check task references, then store the events. The backend supplies the
-//! statements ([`ChangeWriter`]) and owns the transaction around [`apply`].
+//! The Unit of Work: apply the changes in order with optimistic locking, check task references,
+//! then store the events — all in one transaction per change set.
+//!
+//! SQLite: `BEGIN IMMEDIATE` takes the database's write lock up front. A plain (deferred) `BEGIN`
+//! would start as a reader and try to upgrade at its first write, and SQLite fails such an upgrade
+//! at once with `SQLITE_BUSY` when another writer got there first, ignoring the busy timeout. Taken
+//! up front, concurrent commits queue on the busy timeout instead.
+//!
+//! PostgreSQL: READ COMMITTED is enough for optimistic locking: a racing
+//! `UPDATE … WHERE version = $n` waits for the winner's row lock, then re-checks the row and
+//! matches nothing.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 
-use domain::{AgentRecord, SessionId, SessionRecord, TaskId, TaskRecord};
+use async_trait::async_trait;
+use domain::{SessionId, TaskId};
 
+use super::decode::Columns;
+use super::driver::{Backend, Exec, Sql, Tx};
+use super::{agents, map_sqlx_error, outbox, queue, sessions, table_of, tasks, uuid_of, SqlStore};
 use crate::ports::{
-    Aggregate, Change, ChangeSet, Committed, EntityKey, NewEvent, QueueOp, QueueSignal,
-    RepositoryError,
+    Aggregate, Change, ChangeSet, Committed, EntityKey, QueueOp, QueueSignal, RepositoryError,
+    UnitOfWork,
 };
 
-/// One backend's statements, run inside the open transaction of a commit.
-pub(crate) trait ChangeWriter: Send {
-    /// Inserts at version 1; an existing id is [`RepositoryError::Duplicate`].
-    fn insert_session(
-        &mut self,
-        session: &SessionRecord,
-    ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+/// The transaction-scoped advisory lock that event-writing commits take in turn on PostgreSQL
+/// ("oio:outbox").
+const OUTBOX_LOCK: i64 = 0x6f69_6f3a_6f75_7462;
 
-    /// Overwrites the row where its stored version is still `session.version`, bumping it by one.
-    /// `false` when no row matched.
-    fn update_session(
-        &mut self,
-        session: &SessionRecord,
-    ) -> impl Future<Output = Result<bool, RepositoryError>> + Send;
+#[async_trait]
+impl UnitOfWork for SqlStore {
+    #[tracing::instrument(
+        skip_all,
+        fields(changes = changes.changes().len(), events = changes.events().len())
+    )]
+    async fn commit(&self, changes: ChangeSet) -> Result<Committed, RepositoryError> {
+        if changes.is_empty() {
+            return Ok(Committed::default());
+        }
+        let mut tx = self.pool.begin_write().await.map_err(map_sqlx_error)?;
+        // On any error `tx` is dropped unfinished, which rolls it back (also when COMMIT itself
+        // fails, e.g. on a deferred foreign key: SQLite then keeps the transaction open).
+        let committed = apply(&mut tx, &changes).await?;
+        self.commit_announcing(tx, &signals_of(&changes)).await?;
+        Ok(committed)
+    }
+}
 
-    /// Inserts the task at version 1 with its subtask and dependency edges.
-    fn insert_task(
-        &mut self,
-        task: &TaskRecord,
-    ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+/// The version stored for `key`, live or soft-deleted; `None` if there is no such row.
+async fn stored_version(tx: &mut Tx, key: EntityKey) -> Result<Option<u64>, RepositoryError> {
+    let sql = format!("SELECT version FROM {} WHERE id = $1", table_of(key));
+    let Some(row) = tx
+        .fetch_optional(Sql::new(sql).bind(uuid_of(key)))
+        .await
+        .map_err(map_sqlx_error)?
+    else {
+        return Ok(None);
+    };
+    let corrupt = |message: String| RepositoryError::Corrupt {
+        entity: table_of(key),
+        id: uuid_of(key).to_string(),
+        message: format!("version: {message}"),
+    };
+    let version = row.int("version").map_err(corrupt)?;
+    u64::try_from(version)
+        .map(Some)
+        .map_err(|_| corrupt(format!("negative value {version}")))
+}
 
-    /// Like [`Self::update_session`]; when the row matched, its edges are replaced too.
-    fn update_task(
-        &mut self,
-        task: &TaskRecord,
-    ) -> impl Future<Output = Result<bool, RepositoryError>> + Send;
+/// Those of `ids` that have no `tasks` row (as this transaction sees it).
+async fn missing_tasks(tx: &mut Tx, ids: &[TaskId]) -> Result<Vec<TaskId>, RepositoryError> {
+    let sql = format!(
+        "SELECT r.id FROM {} AS r WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = r.id)",
+        tx.backend().id_rows(1)
+    );
+    let ids: Vec<uuid::Uuid> = ids.iter().map(TaskId::as_uuid).collect();
+    tx.fetch_all(Sql::new(sql).bind(ids))
+        .await
+        .map_err(map_sqlx_error)?
+        .iter()
+        .map(|row| {
+            row.uuid("id")
+                .map(TaskId::from_uuid)
+                .map_err(|e| RepositoryError::Unavailable(format!("reference check returned {e}")))
+        })
+        .collect()
+}
 
-    /// Inserts at version 1; a taken id or name is [`RepositoryError::Duplicate`].
-    fn insert_agent(
-        &mut self,
-        agent: &AgentRecord,
-    ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+/// Locks the session's row until commit, so that its event log grows one writer at a time;
+/// `false` if the session does not exist. PostgreSQL takes `FOR NO KEY UPDATE` (what an UPDATE of
+/// the row takes, so foreign-key checks still pass); SQLite's write lock already serialises
+/// commits.
+async fn lock_session(tx: &mut Tx, id: SessionId) -> Result<bool, RepositoryError> {
+    let sql = format!(
+        "SELECT 1 FROM sessions WHERE id = $1{}",
+        tx.backend().lock_row()
+    );
+    let row = tx
+        .fetch_optional(Sql::new(sql).bind(id))
+        .await
+        .map_err(map_sqlx_error)?;
+    Ok(row.is_some())
+}
 
-    /// Like [`Self::update_session`].
-    fn update_agent(
-        &mut self,
-        agent: &AgentRecord,
-    ) -> impl Future<Output = Result<bool, RepositoryError>> + Send;
-
-    /// The version stored for `key`, live or soft-deleted; `None` if there is no such row.
-    fn stored_version(
-        &mut self,
-        key: EntityKey,
-    ) -> impl Future<Output = Result<Option<u64>, RepositoryError>> + Send;
-
-    /// Those of `ids` that have no `tasks` row (as this transaction sees it).
-    fn missing_tasks(
-        &mut self,
-        ids: &[TaskId],
-    ) -> impl Future<Output = Result<Vec<TaskId>, RepositoryError>> + Send;
-
-    /// Locks the session's row until commit, so that its event log grows one writer at a time;
-    /// `false` if the session does not exist.
-    fn lock_session(
-        &mut self,
-        id: SessionId,
-    ) -> impl Future<Output = Result<bool, RepositoryError>> + Send;
-
-    /// Makes event-writing commits take turns until they end, so that outbox ids increase in
-    /// commit order. Called after every row lock of the commit has been taken.
-    fn lock_outbox(&mut self) -> impl Future<Output = Result<(), RepositoryError>> + Send;
-
-    fn append_outbox(
-        &mut self,
-        event: &NewEvent,
-    ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
-
-    /// Applies one dispatch-queue change. `false` when a lease-guarded op found the row gone or
-    /// owned under another fence (or a `RemoveWaiting` found it owned).
-    fn apply_queue_op(
-        &mut self,
-        op: &QueueOp,
-    ) -> impl Future<Output = Result<bool, RepositoryError>> + Send;
-
-    /// Announces the batch's queue changes to every replica once the transaction commits
-    /// (PostgreSQL: NOTIFY, which is delivered at commit). Backends that announce after commit
-    /// themselves do nothing here.
-    fn announce(
-        &mut self,
-        signals: &[QueueSignal],
-    ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
-
-    /// Appends to the session's log with the next `seq` (max + 1). The session row is locked.
-    fn append_session_event(
-        &mut self,
-        session: SessionId,
-        event: &NewEvent,
-    ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+/// Makes event-writing commits take turns until they end, so that outbox ids increase in commit
+/// order. PostgreSQL's BIGSERIAL hands out ids at insert time, not at commit, so two overlapping
+/// commits could publish ids out of order and a relay would see 11 before 10; the advisory lock,
+/// taken after every row lock of the commit, cannot take part in a deadlock. SQLite's commits
+/// already take turns (`BEGIN IMMEDIATE`).
+async fn lock_outbox(tx: &mut Tx) -> Result<(), RepositoryError> {
+    if tx.backend() == Backend::Postgres {
+        tx.execute(Sql::new("SELECT pg_advisory_xact_lock($1)").bind(OUTBOX_LOCK))
+            .await
+            .map_err(map_sqlx_error)?;
+    }
+    Ok(())
 }
 
 /// Applies every change and then every event. The first error stops the batch; the caller rolls
 /// the transaction back and returns it.
-pub(crate) async fn apply<W: ChangeWriter>(
-    writer: &mut W,
-    changes: &ChangeSet,
-) -> Result<Committed, RepositoryError> {
+async fn apply(writer: &mut Tx, changes: &ChangeSet) -> Result<Committed, RepositoryError> {
     let mut versions = Vec::with_capacity(changes.changes().len());
     for change in changes.changes() {
         versions.push((change.key(), write(writer, change).await?));
@@ -116,7 +127,7 @@ pub(crate) async fn apply<W: ChangeWriter>(
     check_task_references(writer, changes.changes()).await?;
 
     for op in changes.queue_ops() {
-        if !writer.apply_queue_op(op).await? {
+        if !queue::apply_op(writer, op).await? {
             let fence = match op {
                 QueueOp::Attach { lease, .. }
                 | QueueOp::Requeue { lease, .. }
@@ -130,10 +141,6 @@ pub(crate) async fn apply<W: ChangeWriter>(
             });
         }
     }
-    let signals = signals_of(changes);
-    if !signals.is_empty() {
-        writer.announce(&signals).await?;
-    }
 
     let events = changes.events();
     let sessions: BTreeSet<SessionId> = events
@@ -143,18 +150,17 @@ pub(crate) async fn apply<W: ChangeWriter>(
         .collect();
     // In id order, so that two commits touching the same sessions cannot deadlock here.
     for &id in &sessions {
-        if !writer.lock_session(id).await? {
+        if !lock_session(writer, id).await? {
             return Err(RepositoryError::NotFound(EntityKey::Session(id)));
         }
     }
     if !events.is_empty() {
-        writer.lock_outbox().await?;
+        lock_outbox(writer).await?;
     }
     for event in events {
-        writer.append_outbox(event).await?;
+        outbox::append(writer, event).await?;
         if event.aggregate == Aggregate::Session {
-            writer
-                .append_session_event(SessionId::from_uuid(event.aggregate_id), event)
+            outbox::append_session_event(writer, SessionId::from_uuid(event.aggregate_id), event)
                 .await?;
         }
     }
@@ -163,7 +169,7 @@ pub(crate) async fn apply<W: ChangeWriter>(
 
 /// What a batch's queue ops tell other replicas: a claim may now succeed (a row was added or
 /// freed). Attach and Guard change nothing a dispatcher waits for.
-pub(crate) fn signals_of(changes: &ChangeSet) -> Vec<QueueSignal> {
+fn signals_of(changes: &ChangeSet) -> Vec<QueueSignal> {
     let changed = changes.queue_ops().iter().any(|op| {
         matches!(
             op,
@@ -182,14 +188,16 @@ pub(crate) fn signals_of(changes: &ChangeSet) -> Vec<QueueSignal> {
 
 /// Writes one change and returns the version now stored: 1 for an insert, one more than the
 /// writer read for an update.
-async fn write<W: ChangeWriter>(writer: &mut W, change: &Change) -> Result<u64, RepositoryError> {
+async fn write(writer: &mut Tx, change: &Change) -> Result<u64, RepositoryError> {
     let (read, matched) = match change {
-        Change::InsertSession(s) => return writer.insert_session(&s.to_record()).await.map(|()| 1),
-        Change::InsertTask(t) => return writer.insert_task(&t.to_record()).await.map(|()| 1),
-        Change::InsertAgent(a) => return writer.insert_agent(&a.to_record()).await.map(|()| 1),
-        Change::UpdateSession(s) => (s.version(), writer.update_session(&s.to_record()).await?),
-        Change::UpdateTask(t) => (t.version(), writer.update_task(&t.to_record()).await?),
-        Change::UpdateAgent(a) => (a.version(), writer.update_agent(&a.to_record()).await?),
+        Change::InsertSession(s) => {
+            return sessions::insert(writer, &s.to_record()).await.map(|()| 1)
+        }
+        Change::InsertTask(t) => return tasks::insert(writer, &t.to_record()).await.map(|()| 1),
+        Change::InsertAgent(a) => return agents::insert(writer, &a.to_record()).await.map(|()| 1),
+        Change::UpdateSession(s) => (s.version(), sessions::update(writer, &s.to_record()).await?),
+        Change::UpdateTask(t) => (t.version(), tasks::update(writer, &t.to_record()).await?),
+        Change::UpdateAgent(a) => (a.version(), agents::update(writer, &a.to_record()).await?),
     };
     if matched {
         // The row matched `version = read`, so `read` fit a BIGINT and `read + 1` cannot wrap.
@@ -200,8 +208,8 @@ async fn write<W: ChangeWriter>(writer: &mut W, change: &Change) -> Result<u64, 
 }
 
 /// Why an update matched no row: someone else's newer version, or no such entity.
-async fn stale<W: ChangeWriter>(writer: &mut W, key: EntityKey, expected: u64) -> RepositoryError {
-    match writer.stored_version(key).await {
+async fn stale(writer: &mut Tx, key: EntityKey, expected: u64) -> RepositoryError {
+    match stored_version(writer, key).await {
         Ok(Some(actual)) => RepositoryError::Conflict {
             key,
             expected,
@@ -216,10 +224,7 @@ async fn stale<W: ChangeWriter>(writer: &mut W, key: EntityKey, expected: u64) -
 /// applied (it may insert them in any order). Checked here, before COMMIT runs the deferred
 /// foreign keys, so that a dangling edge is reported as `NotFound` of the missing task on every
 /// backend rather than as an anonymous constraint failure.
-async fn check_task_references<W: ChangeWriter>(
-    writer: &mut W,
-    changes: &[Change],
-) -> Result<(), RepositoryError> {
+async fn check_task_references(writer: &mut Tx, changes: &[Change]) -> Result<(), RepositoryError> {
     let mut seen = BTreeSet::new();
     let mut referenced = Vec::new();
     for change in changes {
@@ -235,8 +240,7 @@ async fn check_task_references<W: ChangeWriter>(
     if referenced.is_empty() {
         return Ok(());
     }
-    let missing: BTreeSet<TaskId> = writer
-        .missing_tasks(&referenced)
+    let missing: BTreeSet<TaskId> = missing_tasks(writer, &referenced)
         .await?
         .into_iter()
         .collect();

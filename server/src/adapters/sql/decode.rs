@@ -8,15 +8,15 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use domain::{
-    Agent, AgentPerformanceMetrics, AgentRecord, ExecutionMetrics, Session, SessionId,
-    SessionRecord, Task, TaskId, TaskRecord,
+    Agent, AgentPerformanceMetrics, AgentRecord, ExecutionMetrics, InboxItem, InboxItemId, Role,
+    Session, SessionId, SessionRecord, Task, TaskId, TaskRecord,
 };
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::ports::{
     Aggregate, NewEvent, OutboxMessage, QueueDepth, QueueEntry, RemoteRef, RepositoryError,
-    StoredSessionEvent,
+    StoredSessionEvent, TokenRecord, UserRecord, WebSessionRecord,
 };
 
 /// One result row read in its backend's storage format. Errors are messages saying what is wrong
@@ -28,14 +28,14 @@ pub(crate) trait Columns {
     fn opt_uuid(&self, column: &str) -> Result<Option<Uuid>, String>;
     fn time(&self, column: &str) -> Result<DateTime<Utc>, String>;
     fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, String>;
-    /// A BIGINT column.
+    /// An integer column (BIGINT on PostgreSQL, INTEGER on SQLite: both 64-bit).
     fn int(&self, column: &str) -> Result<i64, String>;
-    /// An INTEGER column (32-bit on PostgreSQL), widened.
-    fn small_int(&self, column: &str) -> Result<i64, String>;
     /// A list of ids in stored order (a task's edges, aggregated by the query).
     fn uuids(&self, column: &str) -> Result<Vec<Uuid>, String>;
     /// A boolean column (BOOLEAN on PostgreSQL, 0/1 INTEGER on SQLite).
     fn flag(&self, column: &str) -> Result<bool, String>;
+    /// A nullable JSON column (JSONB on PostgreSQL, text on SQLite), as JSON text.
+    fn opt_json_text(&self, column: &str) -> Result<Option<String>, String>;
 }
 
 /// A row being decoded, with the names its errors report.
@@ -113,7 +113,7 @@ impl<'r, C: Columns + ?Sized> Fields<'r, C> {
     }
 
     fn u32(&self, column: &str) -> Result<u32, RepositoryError> {
-        let value = self.at(column, self.row.small_int(column))?;
+        let value = self.at(column, self.row.int(column))?;
         u32::try_from(value).map_err(|_| self.corrupt(column, format!("{value} is not a u32")))
     }
 
@@ -128,16 +128,17 @@ impl<'r, C: Columns + ?Sized> Fields<'r, C> {
             .map_err(|e| self.corrupt(column, e))
     }
 
-    /// A nullable JSON text column.
+    /// A nullable JSON column.
     fn opt_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>, RepositoryError> {
-        self.opt_text(column)?
+        self.at(column, self.row.opt_json_text(column))?
             .map(|text| serde_json::from_str(&text).map_err(|e| self.corrupt(column, e)))
             .transpose()
     }
 
-    /// A JSON text column.
+    /// A JSON column.
     fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, RepositoryError> {
-        serde_json::from_str(&self.text(column)?).map_err(|e| self.corrupt(column, e))
+        self.opt_json(column)?
+            .ok_or_else(|| self.corrupt(column, "NULL where a document is required"))
     }
 
     fn ids<T: From<Uuid>>(&self, column: &str) -> Result<impl Iterator<Item = T>, RepositoryError> {
@@ -202,42 +203,14 @@ pub(crate) fn task_from_row(row: &(impl Columns + ?Sized)) -> Result<Task, Repos
         dependencies: f.ids("dependencies")?.collect(),
         required_capabilities: f.json::<BTreeSet<_>>("required_capabilities")?,
         status: f.parsed("status")?,
-        assignment: match f.opt_text("assignment")? {
-            Some(raw) => Some(serde_json::from_str(&raw).map_err(|e| f.corrupt("assignment", e))?),
-            None => None,
-        },
-        execution: match f.opt_text("execution")? {
-            Some(raw) => serde_json::from_str(&raw).map_err(|e| f.corrupt("execution", e))?,
-            None => domain::TaskExecution::default(),
-        },
+        assignment: f.opt_json("assignment")?,
+        execution: f.opt_json("execution")?.unwrap_or_default(),
         created_at: f.time("created_at")?,
         updated_at: f.time("updated_at")?,
         version: f.u64("version")?,
         deleted_at: f.opt_time("deleted_at")?,
     };
     f.rehydrated(Task::rehydrate(record))
-}
-
-/// A task's assignment as stored: JSON text, or NULL.
-pub(crate) fn assignment_json(
-    assignment: Option<&domain::TaskAssignment>,
-) -> Result<Option<String>, RepositoryError> {
-    assignment
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| RepositoryError::OutOfRange(format!("task assignment: {e}")))
-}
-
-/// A task's execution record as stored: JSON text, or NULL while it is empty.
-pub(crate) fn execution_json(
-    execution: &domain::TaskExecution,
-) -> Result<Option<String>, RepositoryError> {
-    if execution.is_empty() {
-        return Ok(None);
-    }
-    serde_json::to_string(execution)
-        .map(Some)
-        .map_err(|e| RepositoryError::OutOfRange(format!("task execution: {e}")))
 }
 
 /// An `agents` row (every column, capabilities as JSON text).
@@ -286,7 +259,7 @@ pub(crate) fn queue_entry_from_row(
         }),
         _ => None,
     };
-    let priority = f.at("priority", f.row.small_int("priority"))?;
+    let priority = f.at("priority", f.row.int("priority"))?;
     Ok(QueueEntry {
         session: SessionId::from_uuid(id),
         priority: i32::try_from(priority)
@@ -390,5 +363,98 @@ pub(crate) fn outbox_message_from_row(
             occurred_at: f.time("occurred_at")?,
         },
         published_at: f.opt_time("published_at")?,
+    })
+}
+
+impl<'r, C: Columns + ?Sized> Fields<'r, C> {
+    /// Reads the row's text key first, so every later error can name the row.
+    fn named(
+        row: &'r C,
+        entity: &'static str,
+        key: &str,
+    ) -> Result<(Self, String), RepositoryError> {
+        let mut fields = Self {
+            row,
+            entity,
+            id: "?".to_owned(),
+        };
+        let id = fields.text(key)?;
+        fields.id = id.clone();
+        Ok((fields, id))
+    }
+
+    fn role(&self, column: &str) -> Result<Role, RepositoryError> {
+        self.text(column)?
+            .parse()
+            .map_err(|e: domain::ValidationError| self.corrupt(column, e.message))
+    }
+}
+
+/// A `users` row.
+pub(crate) fn user_from_row(row: &(impl Columns + ?Sized)) -> Result<UserRecord, RepositoryError> {
+    let (f, username) = Fields::named(row, "user", "username")?;
+    Ok(UserRecord {
+        password_hash: f.text("password_hash")?,
+        role: f.role("role")?,
+        created_at: f.time("created_at")?,
+        updated_at: f.time("updated_at")?,
+        username,
+    })
+}
+
+/// An `api_tokens` row.
+pub(crate) fn token_from_row(
+    row: &(impl Columns + ?Sized),
+) -> Result<TokenRecord, RepositoryError> {
+    let (f, id) = Fields::named(row, "token", "id")?;
+    Ok(TokenRecord {
+        name: f.text("name")?,
+        role: f.role("role")?,
+        secret_hash: f.text("secret_hash")?,
+        created_by: f.text("created_by")?,
+        created_at: f.time("created_at")?,
+        expires_at: f.opt_time("expires_at")?,
+        revoked_at: f.opt_time("revoked_at")?,
+        id,
+    })
+}
+
+/// A `web_sessions` row. Its key is a secret's hash and is not shown in errors.
+pub(crate) fn web_session_from_row(
+    row: &(impl Columns + ?Sized),
+) -> Result<WebSessionRecord, RepositoryError> {
+    let f = Fields {
+        row,
+        entity: "web session",
+        id: "(hidden)".to_owned(),
+    };
+    Ok(WebSessionRecord {
+        id_hash: f.text("id_hash")?,
+        username: f.text("username")?,
+        csrf: f.text("csrf")?,
+        created_at: f.time("created_at")?,
+        expires_at: f.time("expires_at")?,
+    })
+}
+
+/// An `inbox_items` row.
+pub(crate) fn inbox_item_from_row(
+    row: &(impl Columns + ?Sized),
+) -> Result<InboxItem, RepositoryError> {
+    let (f, id) = Fields::keyed(row, "inbox item")?;
+    Ok(InboxItem {
+        id: InboxItemId::from_uuid(id),
+        server: f.text("server")?,
+        remote_session: f.text("remote_session")?,
+        directory: f.opt_text("directory")?,
+        session: f.opt_uuid("session_id")?.map(SessionId::from_uuid),
+        request_id: f.text("request_id")?,
+        kind: f.json("request")?,
+        status: f.parsed("status")?,
+        created_at: f.time("created_at")?,
+        escalated_at: f.opt_time("escalated_at")?,
+        resolved_at: f.opt_time("resolved_at")?,
+        resolution: f.opt_json("resolution")?,
+        version: f.u64("version")?,
     })
 }

@@ -1,22 +1,13 @@
-//! List filters as backend-neutral WHERE terms. Each backend renders them with its own placeholders
-//! and value encodings; every value is bound, never spliced into the SQL.
+//! List filters as WHERE terms; every value is bound, never spliced into the SQL.
 
-use chrono::{DateTime, Utc};
 use domain::{Cursor, PageRequest, SessionFilter, TaskFilter};
-use sqlx::{Database, QueryBuilder};
-use uuid::Uuid;
 
-/// A value to bind, before the backend encodes it.
-pub(crate) enum Value {
-    Text(String),
-    Uuid(Uuid),
-    Time(DateTime<Utc>),
-}
+use super::driver::{Arg, Sql};
 
 /// One condition of a list query; the terms of a query are joined with AND.
 pub(crate) enum Term {
     /// SQL ending in an operator, followed by one bound value, e.g. `status = ` and `'running'`.
-    Compare(&'static str, Value),
+    Compare(&'static str, Arg),
     /// A condition without values, e.g. `parent_id IS NULL`.
     Fixed(&'static str),
     /// Strictly after `cursor` in newest-first order: `(created_at, id) < (cursor)`, which matches
@@ -28,25 +19,19 @@ pub(crate) enum Term {
 pub(crate) fn session_terms(filter: &SessionFilter, page: &PageRequest) -> Vec<Term> {
     let mut terms = vec![Term::Fixed("deleted_at IS NULL")];
     if let Some(status) = filter.status {
-        terms.push(Term::Compare(
-            "status = ",
-            Value::Text(status.as_str().to_owned()),
-        ));
+        terms.push(Term::Compare("status = ", Arg::from(status.as_str())));
     }
     if let Some(agent) = &filter.agent {
-        terms.push(Term::Compare(
-            "agent = ",
-            Value::Text(agent.as_str().to_owned()),
-        ));
+        terms.push(Term::Compare("agent = ", Arg::from(agent.as_str())));
     }
     if let Some(task) = filter.parent_task {
-        terms.push(Term::Compare("parent_task = ", Value::Uuid(task.as_uuid())));
+        terms.push(Term::Compare("parent_task = ", Arg::from(task)));
     }
     if let Some(from) = filter.created_from {
-        terms.push(Term::Compare("created_at >= ", Value::Time(from)));
+        terms.push(Term::Compare("created_at >= ", Arg::from(from)));
     }
     if let Some(until) = filter.created_until {
-        terms.push(Term::Compare("created_at < ", Value::Time(until)));
+        terms.push(Term::Compare("created_at < ", Arg::from(until)));
     }
     terms.extend(page.after.map(Term::Before));
     terms
@@ -56,13 +41,10 @@ pub(crate) fn session_terms(filter: &SessionFilter, page: &PageRequest) -> Vec<T
 pub(crate) fn task_terms(filter: &TaskFilter, page: &PageRequest) -> Vec<Term> {
     let mut terms = vec![Term::Fixed("deleted_at IS NULL")];
     if let Some(status) = filter.status {
-        terms.push(Term::Compare(
-            "status = ",
-            Value::Text(status.as_str().to_owned()),
-        ));
+        terms.push(Term::Compare("status = ", Arg::from(status.as_str())));
     }
     match filter.parent {
-        Some(parent) => terms.push(Term::Compare("parent_id = ", Value::Uuid(parent.as_uuid()))),
+        Some(parent) => terms.push(Term::Compare("parent_id = ", Arg::from(parent))),
         None if filter.roots_only => terms.push(Term::Fixed("parent_id IS NULL")),
         None => {}
     }
@@ -70,28 +52,23 @@ pub(crate) fn task_terms(filter: &TaskFilter, page: &PageRequest) -> Vec<Term> {
     terms
 }
 
-/// Appends ` WHERE t1 AND t2 …` to a list query; `bind` pushes one value as the backend stores it.
-pub(crate) fn push_where<'a, DB: Database>(
-    query: &mut QueryBuilder<'a, DB>,
-    terms: Vec<Term>,
-    bind: fn(&mut QueryBuilder<'a, DB>, Value),
-) {
+/// Appends ` WHERE t1 AND t2 …` to a list query.
+pub(crate) fn push_where(sql: &mut Sql, terms: Vec<Term>) {
     for (i, term) in terms.into_iter().enumerate() {
-        query.push(if i == 0 { " WHERE " } else { " AND " });
+        sql.push(if i == 0 { " WHERE " } else { " AND " });
         match term {
-            Term::Compare(sql, value) => {
-                query.push(sql);
-                bind(query, value);
+            Term::Compare(condition, value) => {
+                sql.push(condition).push_bind(value);
             }
-            Term::Fixed(sql) => {
-                query.push(sql);
+            Term::Fixed(condition) => {
+                sql.push(condition);
             }
             Term::Before(cursor) => {
-                query.push("(created_at, id) < (");
-                bind(query, Value::Time(cursor.created_at));
-                query.push(", ");
-                bind(query, Value::Uuid(cursor.id));
-                query.push(")");
+                sql.push("(created_at, id) < (")
+                    .push_bind(cursor.created_at)
+                    .push(", ")
+                    .push_bind(cursor.id)
+                    .push(")");
             }
         }
     }

@@ -1,19 +1,16 @@
 //! Sessions: one row each, metrics inline; their event log in `session_events`.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
+use domain::SessionStatus;
 use domain::{Cursor, Page, PageRequest, Session, SessionFilter, SessionId, SessionRecord};
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
-use sqlx::{PgConnection, Postgres};
 
-use super::PostgresStore;
-use crate::adapters::sql::{
-    map_insert_error, map_sqlx_error, session_event_from_row, session_from_row, session_terms,
-    stop_reason_json, to_i32, to_i64,
-};
+use super::decode::{session_event_from_row, session_from_row};
+use super::driver::{Arg, Exec, Sql, Tx};
+use super::filter::session_terms;
+use super::{map_insert_error, map_sqlx_error, SqlStore};
 use crate::ports::{RepositoryError, SessionRepository, StoredSessionEvent};
-
-type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 const INSERT: &str = "INSERT INTO sessions (title, prompt, workspace, agent, parent_task, status,
         attempt, max_attempts, created_at, updated_at, started_at, finished_at, tokens_input,
@@ -33,46 +30,38 @@ const UPDATE: &str = "UPDATE sessions SET title = $1, prompt = $2, workspace = $
 
 /// Binds every column but `id` and `version` as `$1..=$24`, in the order [`INSERT`] and
 /// [`UPDATE`] list them.
-fn bind_fields<'q>(
-    query: PgQuery<'q>,
-    r: &'q SessionRecord,
-) -> Result<PgQuery<'q>, RepositoryError> {
+fn bind_fields(sql: &'static str, r: &SessionRecord) -> Result<Sql, RepositoryError> {
     let m = &r.metrics;
-    Ok(query
+    Ok(Sql::new(sql)
         .bind(&r.title)
         .bind(&r.prompt)
         .bind(&r.workspace)
         .bind(&r.agent)
-        .bind(r.parent_task.map(|t| t.as_uuid()))
+        .bind(r.parent_task)
         .bind(r.status.as_str())
-        .bind(to_i32(r.attempt)?)
-        .bind(to_i32(r.max_attempts)?)
+        .bind(r.attempt)
+        .bind(r.max_attempts)
         .bind(r.created_at)
         .bind(r.updated_at)
         .bind(r.started_at)
         .bind(r.finished_at)
-        .bind(to_i64(m.tokens_input)?)
-        .bind(to_i64(m.tokens_output)?)
-        .bind(to_i64(m.tokens_reasoning)?)
-        .bind(to_i64(m.tokens_cache_read)?)
-        .bind(to_i64(m.tokens_cache_write)?)
-        .bind(to_i64(m.cost_micro_usd)?)
-        .bind(to_i64(m.duration_ms)?)
-        .bind(to_i32(m.files_changed)?)
-        .bind(to_i32(m.retries)?)
+        .bind(Arg::count(m.tokens_input)?)
+        .bind(Arg::count(m.tokens_output)?)
+        .bind(Arg::count(m.tokens_reasoning)?)
+        .bind(Arg::count(m.tokens_cache_read)?)
+        .bind(Arg::count(m.tokens_cache_write)?)
+        .bind(Arg::count(m.cost_micro_usd)?)
+        .bind(Arg::count(m.duration_ms)?)
+        .bind(m.files_changed)
+        .bind(m.retries)
         .bind(&r.last_error)
         .bind(r.deleted_at)
-        .bind(stop_reason_json(r)?))
+        .bind(Arg::opt_json(r.stop_reason.as_ref(), "stop reason")?))
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(session_id = %r.id))]
-pub(super) async fn insert(
-    conn: &mut PgConnection,
-    r: &SessionRecord,
-) -> Result<(), RepositoryError> {
-    bind_fields(sqlx::query(INSERT), r)?
-        .bind(r.id.as_uuid())
-        .execute(conn)
+pub(super) async fn insert(tx: &mut Tx, r: &SessionRecord) -> Result<(), RepositoryError> {
+    tx.execute(bind_fields(INSERT, r)?.bind(r.id))
         .await
         .map_err(|e| map_insert_error(e, "session", r.id.to_string()))?;
     Ok(())
@@ -80,28 +69,26 @@ pub(super) async fn insert(
 
 /// `false` when no row has this id at the version the writer read.
 #[tracing::instrument(level = "debug", skip_all, fields(session_id = %r.id, version = r.version))]
-pub(super) async fn update(
-    conn: &mut PgConnection,
-    r: &SessionRecord,
-) -> Result<bool, RepositoryError> {
-    let done = bind_fields(sqlx::query(UPDATE), r)?
-        .bind(r.id.as_uuid())
-        .bind(to_i64(r.version)?)
-        .execute(conn)
+pub(super) async fn update(tx: &mut Tx, r: &SessionRecord) -> Result<bool, RepositoryError> {
+    let changed = tx
+        .execute(
+            bind_fields(UPDATE, r)?
+                .bind(r.id)
+                .bind(Arg::count(r.version)?),
+        )
         .await
         .map_err(map_sqlx_error)?;
-    Ok(done.rows_affected() == 1)
+    Ok(changed == 1)
 }
 
-impl PostgresStore {
+impl SqlStore {
     async fn fetch_session(
         &self,
         sql: &'static str,
         id: SessionId,
     ) -> Result<Option<Session>, RepositoryError> {
-        sqlx::query(sql)
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
+        self.db()
+            .fetch_optional(Sql::new(sql).bind(id))
             .await
             .map_err(map_sqlx_error)?
             .map(|row| session_from_row(&row))
@@ -110,7 +97,7 @@ impl PostgresStore {
 }
 
 #[async_trait]
-impl SessionRepository for PostgresStore {
+impl SessionRepository for SqlStore {
     async fn get(&self, id: SessionId) -> Result<Option<Session>, RepositoryError> {
         self.fetch_session(
             "SELECT * FROM sessions WHERE id = $1 AND deleted_at IS NULL",
@@ -133,7 +120,7 @@ impl SessionRepository for PostgresStore {
         page: &PageRequest,
     ) -> Result<Page<Session>, RepositoryError> {
         self.list_page(
-            "SELECT * FROM sessions",
+            "SELECT * FROM sessions".to_owned(),
             session_terms(filter, page),
             page,
             session_from_row,
@@ -143,46 +130,48 @@ impl SessionRepository for PostgresStore {
     }
 
     async fn events(&self, id: SessionId) -> Result<Vec<StoredSessionEvent>, RepositoryError> {
-        sqlx::query(
-            "SELECT session_id, seq, event_type, payload::text AS payload, occurred_at
-             FROM session_events WHERE session_id = $1 ORDER BY seq",
-        )
-        .bind(id.as_uuid())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_sqlx_error)?
-        .iter()
-        .map(session_event_from_row)
-        .collect()
+        self.db()
+            .fetch_all(
+                Sql::new(
+                    "SELECT session_id, seq, event_type, payload, occurred_at FROM session_events
+                     WHERE session_id = $1 ORDER BY seq",
+                )
+                .bind(id),
+            )
+            .await
+            .map_err(map_sqlx_error)?
+            .iter()
+            .map(session_event_from_row)
+            .collect()
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        self.db()
+            .execute(Sql::new("SELECT 1"))
             .await
             .map(|_| ())
             .map_err(map_sqlx_error)
     }
-    async fn count_by_status(
-        &self,
-    ) -> Result<std::collections::BTreeMap<domain::SessionStatus, u64>, RepositoryError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, COUNT(*) FROM sessions WHERE deleted_at IS NULL GROUP BY status",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_sqlx_error)?;
-        rows.into_iter()
+
+    async fn count_by_status(&self) -> Result<BTreeMap<SessionStatus, u64>, RepositoryError> {
+        let rows = self
+            .db()
+            .fetch_all(Sql::new(
+                "SELECT status, COUNT(*) AS n FROM sessions WHERE deleted_at IS NULL GROUP BY status",
+            ))
+            .await
+            .map_err(map_sqlx_error)?;
+        super::decode::counts_from_rows(&rows, "status")?
+            .into_iter()
             .map(|(status, count)| {
-                let corrupt = |message: String| RepositoryError::Corrupt {
-                    entity: "session status count",
-                    id: status.clone(),
-                    message,
-                };
-                let parsed = status
-                    .parse::<domain::SessionStatus>()
-                    .map_err(|e| corrupt(e.to_string()))?;
-                let count = u64::try_from(count).map_err(|e| corrupt(e.to_string()))?;
+                let parsed =
+                    status
+                        .parse::<SessionStatus>()
+                        .map_err(|e| RepositoryError::Corrupt {
+                            entity: "session status count",
+                            id: status.clone(),
+                            message: e.to_string(),
+                        })?;
                 Ok((parsed, count))
             })
             .collect()
