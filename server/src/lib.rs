@@ -1,14 +1,17 @@
-//! The orchestrator: application services, driven ports and their adapters, inbound HTTP, settings
-//! and wiring. `main.rs` is only the command line around [`startup::Application`].
+//! The orchestrator binary's library: settings (`config`), storage and wiring (`startup`), the
+//! command line (`cli`) and benchmarks (`bench`), around the crates that hold the hexagon —
+//! `oio-application` (ports and use cases), `oio-adapters` (what implements the driven ports) and
+//! `oio-web` (HTTP). Their modules are re-exported under their old names, so `server::ports`,
+//! `server::adapters::sql` or `server::http::api` still name them.
 
-pub mod adapters;
-pub mod application;
+pub use oio_adapters as adapters;
+pub use oio_application as application;
+pub use oio_application::{metrics, ports};
+pub use oio_web as http;
+
 pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod http;
-pub mod metrics;
-pub mod ports;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

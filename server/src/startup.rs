@@ -18,17 +18,15 @@ use crate::adapters::memory_lock::MemoryLock;
 use crate::adapters::opencode::{Fleet, HealthChecks, ResiliencePolicy};
 use crate::adapters::redis::{RedisLock, RedisLockConfig};
 use crate::application::{
-    Admission, AdmissionConfig, AgentService, AuthService, Engine, EngineConfig, EngineDeps,
-    SessionLifecycle, SessionService, TaskDecompositionService, TaskExecutor, TaskRouter,
-    TemplateLibrary,
+    Admission, AdmissionConfig, AuthService, Engine, EngineConfig, EngineDeps, InboxService,
+    InboxWatch, SessionLifecycle,
 };
-use crate::application::{InboxService, InboxWatch};
 use crate::config::Settings;
 use crate::http;
 use crate::ports::lock::{DistributedLock, LockError};
 use crate::ports::workspaces::CleanupPolicy;
 use crate::ports::AgentServerError;
-use crate::storage::{self, StorageError, Store};
+use crate::storage::{self, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -53,49 +51,7 @@ pub enum StartupError {
 /// How long a stopping replica waits for its runners to hand their leases back.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Agents, decomposition, routing and execution of task trees.
-#[derive(Clone)]
-pub struct TaskServices {
-    pub agents: Arc<AgentService>,
-    pub decomposition: Arc<TaskDecompositionService>,
-    pub router: Arc<TaskRouter>,
-    pub executor: Arc<TaskExecutor>,
-}
-
-impl TaskServices {
-    /// The task services over `store`, with the built-in decomposition templates; `lifecycle`
-    /// creates the sessions of running trees. Used by [`Application::build`] and the CLI.
-    pub fn new(store: &Store, settings: &Settings, lifecycle: Arc<SessionLifecycle>) -> Self {
-        let router = Arc::new(TaskRouter::new(
-            store.tasks.clone(),
-            store.agents.clone(),
-            store.queue.clone(),
-            store.unit_of_work.clone(),
-        ));
-        Self {
-            agents: Arc::new(AgentService::new(
-                store.agents.clone(),
-                store.unit_of_work.clone(),
-            )),
-            decomposition: Arc::new(TaskDecompositionService::new(
-                store.unit_of_work.clone(),
-                TemplateLibrary::builtin(),
-            )),
-            router: router.clone(),
-            executor: Arc::new(
-                TaskExecutor::new(
-                    store.tasks.clone(),
-                    store.sessions.clone(),
-                    store.unit_of_work.clone(),
-                    lifecycle,
-                    router,
-                    settings.engine.task_max_parallel,
-                )
-                .with_guardrails(settings.guardrails.validate().unwrap_or_default()),
-            ),
-        }
-    }
-}
+pub use crate::application::TaskServices;
 
 pub struct Application {
     listener: TcpListener,
@@ -123,8 +79,12 @@ impl Application {
         let policy = ResiliencePolicy::from(&settings.opencode.resilience);
         let mut fleet = Fleet::from_settings(&settings.opencode, &policy)?;
         let mut supervisors = Vec::new();
-        for (supervisor, capacity) in
-            crate::adapters::opencode::supervisor::start_configured(settings, &policy).await?
+        for (supervisor, capacity) in crate::adapters::opencode::supervisor::start_configured(
+            &settings.opencode,
+            &settings.data_dir,
+            &policy,
+        )
+        .await?
         {
             fleet.add(supervisor.client().clone(), capacity);
             supervisors.push(supervisor);
@@ -145,7 +105,12 @@ impl Application {
             store.queue.clone(),
             settings.engine.default_max_attempts,
         ));
-        let tasks = TaskServices::new(&store, settings, lifecycle.clone());
+        let tasks = TaskServices::new(
+            &store,
+            settings.engine.task_max_parallel,
+            settings.guardrails.validate().unwrap_or_default(),
+            lifecycle.clone(),
+        );
         // Every replica with an engine advances running task trees (idempotent across replicas).
         let scheduler_stop = settings.engine.enabled.then(|| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -234,7 +199,7 @@ impl Application {
         )
         .with_inbox(inbox.clone())
         .with_guardrails(guardrails.clone())
-        .into_app_services(Arc::new(SessionService::new(store.sessions.clone())));
+        .into_app_services();
         let auth = Arc::new(AuthService::new(
             store.credentials.clone(),
             std::time::Duration::from_secs(settings.auth.session_ttl_hours * 3600),

@@ -18,9 +18,10 @@ use crate::ports::workspaces::{
 };
 use crate::ports::{
     AgentEvent, AgentEventStream, AgentServer, AgentServerError, AgentServers, AgentSession,
-    AgentSessionId, AgentSessionStatus, AssistantMessage, AssistantReply, CreateSession,
-    EventScope, FileDiff, Message, MessageId, MessageRecord, PermissionReply, PromptRequest,
-    ServerCapacity, ServerHealth, SessionAddress, TokenUsage, UserMessage,
+    AgentSessionId, AgentSessionStatus, AssistantMessage, AssistantReply, BreakerState,
+    CreateSession, EventScope, FileDiff, Message, MessageId, MessageRecord, PermissionReply,
+    PromptRequest, ServerCapacity, ServerHealth, ServerReport, SessionAddress, TokenUsage,
+    UserMessage,
 };
 
 /// Tokens every instant reply reports.
@@ -301,6 +302,16 @@ impl AgentServers for InstantServers {
 
     fn get(&self, name: &str) -> Option<Arc<dyn AgentServer>> {
         (name == self.server.name()).then(|| self.server.clone() as Arc<dyn AgentServer>)
+    }
+
+    fn report(&self) -> Vec<ServerReport> {
+        vec![ServerReport {
+            server: self.server.name().to_owned(),
+            healthy: true,
+            breaker: BreakerState::Closed,
+            in_flight: 0,
+            capacity: self.capacity,
+        }]
     }
 }
 

@@ -186,7 +186,12 @@ impl Services {
             store.queue.clone(),
             settings.engine.default_max_attempts,
         ));
-        let tasks = TaskServices::new(&store, settings, lifecycle.clone());
+        let tasks = TaskServices::new(
+            &store,
+            settings.engine.task_max_parallel,
+            settings.guardrails.validate().unwrap_or_default(),
+            lifecycle.clone(),
+        );
         let auth = Arc::new(crate::application::AuthService::new(
             store.credentials.clone(),
             std::time::Duration::from_secs(settings.auth.session_ttl_hours * 3600),

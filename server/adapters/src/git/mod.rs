@@ -1,0 +1,10 @@
+//! The git adapter: [`Workspaces`](oio_application::ports::workspaces::Workspaces) over the `git` command-line tool
+//! (git 2.36 or later), one worktree per session.
+//!
+//! - `worktrees`: [`GitWorktrees`], the port's implementation.
+//! - `command`: running git with a clean, non-interactive environment and bounded error output.
+
+mod command;
+mod worktrees;
+
+pub use worktrees::GitWorktrees;
