@@ -192,6 +192,38 @@ impl GitWorktrees {
         Ok(parse_worktree_list(&String::from_utf8_lossy(&stdout)))
     }
 
+    /// A worktree's own git directory, found from the repository's side: the entry under
+    /// `<common dir>/worktrees/` whose `gitdir` file names this worktree. The worktree's `.git`
+    /// file is the agent's to rewrite, so it is never what decides which repository we write to.
+    async fn worktree_git_dir(
+        &self,
+        repository: &Repository,
+        worktree: &Path,
+    ) -> Result<PathBuf, WorkspaceError> {
+        let admin = repository.common_dir.join("worktrees");
+        let expected = worktree.join(".git");
+        let io = |source| WorkspaceError::Io {
+            context: format!(
+                "finding the git directory of worktree {}",
+                worktree.display()
+            ),
+            source,
+        };
+        let mut entries = tokio::fs::read_dir(&admin).await.map_err(io)?;
+        while let Some(entry) = entries.next_entry().await.map_err(io)? {
+            let Ok(named) = tokio::fs::read_to_string(entry.path().join("gitdir")).await else {
+                continue;
+            };
+            if Path::new(named.trim_end()) == expected {
+                return Ok(entry.path());
+            }
+        }
+        Err(io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the repository lists no such worktree",
+        )))
+    }
+
     /// Where the session branch is checked out, if anywhere.
     async fn find_worktree(
         &self,
@@ -209,31 +241,32 @@ impl GitWorktrees {
 
     /// The tree of a worktree's current files (tracked and untracked, not ignored), written to the
     /// object store through a throwaway index so the worktree's own index is left alone.
-    async fn working_tree(&self, worktree: &Path) -> Result<String, WorkspaceError> {
+    async fn working_tree(
+        &self,
+        worktree: &Path,
+        git_dir: &Path,
+    ) -> Result<String, WorkspaceError> {
         let scratch = tempfile::tempdir().map_err(|source| WorkspaceError::Io {
             context: "creating a scratch directory for a diff".to_owned(),
             source,
         })?;
         let index = scratch.path().join("index");
-        let real_index = Git::new(worktree)
-            .args(&["rev-parse", "--path-format=absolute", "--git-path", "index"])
-            .run_text()
-            .await?;
+        let real_index = git_dir.join("index");
         // Starting from a copy of the real index keeps git's stat cache, so unchanged files are
         // not re-hashed; a worktree without an index yet starts from its HEAD.
         if tokio::fs::copy(&real_index, &index).await.is_err() {
-            Git::new(worktree)
+            Git::in_worktree(worktree, git_dir)
                 .args(&["read-tree", "HEAD"])
                 .env("GIT_INDEX_FILE", &index)
                 .run()
                 .await?;
         }
-        Git::new(worktree)
+        Git::in_worktree(worktree, git_dir)
             .args(&["add", "--all", "--", "."])
             .env("GIT_INDEX_FILE", &index)
             .run()
             .await?;
-        Git::new(worktree)
+        Git::in_worktree(worktree, git_dir)
             .arg("write-tree")
             .env("GIT_INDEX_FILE", &index)
             .run_text()
@@ -309,16 +342,16 @@ impl Workspaces for GitWorktrees {
 
     #[tracing::instrument(skip_all, fields(session = %workspace.session))]
     async fn diff(&self, workspace: &Workspace) -> Result<WorkspaceDiff, WorkspaceError> {
-        // With the worktree gone, the kept branch is what the session left behind.
-        let (dir, tree) = if tokio::fs::metadata(&workspace.path).await.is_ok() {
-            let tree = self.working_tree(&workspace.path).await?;
-            (workspace.path.as_path(), tree)
+        // With the worktree gone, the kept branch is what the session left behind. Either way the
+        // diff runs in the repository: the trees it compares are in its object store.
+        let repository = self.open(&workspace.repository).await?;
+        let tree = if tokio::fs::metadata(&workspace.path).await.is_ok() {
+            let git_dir = self.worktree_git_dir(&repository, &workspace.path).await?;
+            self.working_tree(&workspace.path, &git_dir).await?
         } else {
-            (
-                workspace.repository.as_path(),
-                format!("refs/heads/{}", workspace.branch),
-            )
+            format!("refs/heads/{}", workspace.branch)
         };
+        let dir = repository.root.as_path();
         // The trailing `--` keeps a revision from being read as a path.
         let range = [workspace.base_commit.as_str(), tree.as_str(), "--"];
         // Options fixed here rather than left to user config (diff.renames, diff.external,
@@ -380,11 +413,12 @@ impl Workspaces for GitWorktrees {
                 ),
             });
         }
-        Git::new(dir)
+        let git_dir = self.worktree_git_dir(&repository, dir).await?;
+        Git::in_worktree(dir, &git_dir)
             .args(&["add", "--all", "--", "."])
             .run()
             .await?;
-        let staged = Git::new(dir).args(&["diff", "--cached", "--quiet"]);
+        let staged = Git::in_worktree(dir, &git_dir).args(&["diff", "--cached", "--quiet"]);
         let output = staged.output().await?;
         match output.status.code() {
             Some(0) => return Ok(None),
@@ -392,8 +426,9 @@ impl Workspaces for GitWorktrees {
             _ => return Err(staged.failed(&output)),
         }
         // Identity and signing fixed here: a commit must not depend on (or be refused by) the
-        // machine's git config; hooks are skipped because the work is kept as it is, checked or not.
-        Git::new(dir)
+        // machine's git config; hooks are skipped because the work is kept as it is, checked or not
+        // (and `Git` runs none anyway).
+        Git::in_worktree(dir, &git_dir)
             .args(&[
                 "-c",
                 "user.name=oio",
@@ -410,7 +445,7 @@ impl Workspaces for GitWorktrees {
             .arg(message)
             .run()
             .await?;
-        let commit = Git::new(dir)
+        let commit = Git::in_worktree(dir, &git_dir)
             .args(&["rev-parse", "HEAD"])
             .run_text()
             .await?;
