@@ -29,7 +29,9 @@
 //! Rules are tried in order; the first that matches answers. A rule matches a permission request
 //! when its `permission` is the one asked (or `*`), every requested pattern matches its `pattern`
 //! glob (when set) and, with `inside_worktree`, every pattern is a path inside the session's
-//! directory (checked lexically: `..` may not climb out; symlinks are not followed). A question
+//! directory: resolved against the directory as it is on disk, it may not climb out (`..`), pass
+//! through a symbolic link (a committed link could point anywhere), or reach into `.git` (the
+//! worktree's `.git` file, or any repository metadata). A question
 //! rule matches when every question's text matches `pattern` (when set) and its answer fits every
 //! question (the label is offered, or the question accepts free text).
 
@@ -312,27 +314,55 @@ impl CompiledRule {
     }
 }
 
-/// Whether `path` (absolute, or relative to `directory`) stays inside `directory`, lexically.
+/// Whether `path` (absolute, or relative to `directory`) names a place inside `directory` that an
+/// automatic "yes" may cover: after `..` and `.` are resolved it lies under the directory's
+/// canonical path, no existing component on the way is a symbolic link, and no component is
+/// `.git`. Anything that cannot be checked (the directory is gone, a component cannot be read)
+/// is not inside: the item goes to a person.
 fn inside(directory: &Path, path: &str) -> bool {
+    let Ok(root) = std::fs::canonicalize(directory) else {
+        return false;
+    };
     let path = Path::new(path);
     let relative = if path.is_absolute() {
-        match path.strip_prefix(directory) {
+        match path
+            .strip_prefix(directory)
+            .or_else(|_| path.strip_prefix(&root))
+        {
             Ok(rest) => rest,
             Err(_) => return false,
         }
     } else {
         path
     };
-    let mut depth: usize = 0;
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
     for component in relative.components() {
         match component {
-            Component::Normal(_) => depth += 1,
+            Component::Normal(name) => {
+                if name.eq_ignore_ascii_case(".git") {
+                    return false;
+                }
+                parts.push(name);
+            }
             Component::CurDir => {}
-            Component::ParentDir => match depth.checked_sub(1) {
-                Some(d) => depth = d,
-                None => return false,
-            },
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    return false;
+                }
+            }
             Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    // Walk down from the root: every component that exists must be a plain directory or file.
+    let mut at = root;
+    for name in parts {
+        at.push(name);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => return false,
+            Ok(_) => {}
+            // Not there yet (a file the agent is about to create): nothing below can be a link.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+            Err(_) => return false,
         }
     }
     true
@@ -355,12 +385,16 @@ mod tests {
     }
 
     fn permission(name: &str, patterns: &[&str]) -> InboxItem {
+        permission_in("/work/tree", name, patterns)
+    }
+
+    fn permission_in(directory: &str, name: &str, patterns: &[&str]) -> InboxItem {
         InboxItem::new(
             InboxItemId::from_uuid(Uuid::nil()),
             InboxRequest {
                 server: "s".into(),
                 remote_session: "ses".into(),
-                directory: Some("/work/tree".into()),
+                directory: Some(directory.into()),
                 session: None,
                 request_id: "per".into(),
                 kind: InboxKind::Permission {
@@ -426,12 +460,28 @@ mod tests {
         answer = "first"
     "#;
 
+    /// A worktree on disk: `src/` with a file, a committed symlink to `/etc`, a `.git` file.
+    fn worktree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
+        std::fs::write(dir.path().join(".git"), "gitdir: /elsewhere\n").unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("config")).unwrap();
+        dir
+    }
+
     #[test]
     fn edits_inside_the_worktree_are_allowed_and_outside_are_left_to_people() {
+        let tree = worktree();
+        let root = tree.path().to_str().unwrap();
         let policies = settings(EXAMPLE).policies().unwrap();
-        let allowed = policies
-            .decide(&permission("edit", &["src/lib.rs", "/work/tree/a/../b.rs"]))
-            .unwrap();
+        let in_tree = |patterns: &[&str]| policies.decide(&permission_in(root, "edit", patterns));
+        let allowed = in_tree(&[
+            "src/lib.rs",
+            "src/new/file.rs",
+            &format!("{root}/a/../b.rs"),
+        ])
+        .expect("edits inside are allowed");
         assert_eq!(allowed.by(), "policy:edits-in-worktree");
         assert_eq!(
             allowed.answer,
@@ -440,19 +490,24 @@ mod tests {
                 message: None
             }
         );
-        for outside in [
-            "../other/x.rs",
-            "/etc/passwd",
-            "/work/tree/../x",
-            "/work/treehouse/x",
-        ] {
-            assert_eq!(
-                policies.decide(&permission("edit", &["src/ok.rs", outside])),
-                None,
-                "{outside}"
-            );
+        let outside = [
+            "../other/x.rs".to_owned(),
+            "/etc/passwd".to_owned(),
+            format!("{root}/../x"),
+            format!("{root}house/x"),
+            // Through a committed symlink, into the worktree's .git file, into repository data.
+            "config/passwd".to_owned(),
+            "config".to_owned(),
+            ".git".to_owned(),
+            "./.git/hooks/post-commit".to_owned(),
+            "src/.GIT/config".to_owned(),
+        ];
+        for outside in &outside {
+            assert_eq!(in_tree(&["src/ok.rs", outside]), None, "{outside}");
         }
         assert_eq!(policies.decide(&permission("bash", &["ls"])), None);
+        // A directory that does not exist (any more) answers nothing automatically.
+        assert_eq!(policies.decide(&permission("edit", &["src/lib.rs"])), None);
     }
 
     #[test]
