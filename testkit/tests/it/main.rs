@@ -1,0 +1,4 @@
+//! The testkit's integration tests: one binary, a module per harness.
+
+mod fake_llm;
+mod real_opencode;
