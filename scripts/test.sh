@@ -42,14 +42,17 @@ else
   skip "Redis unreachable: its tests will report themselves skipped (never under CI=true)"
 fi
 
+# Every crate that builds natively (frontend is the wasm32 hydrate entry, checked below).
+NATIVE_CRATES="-p domain -p app -p oio-application -p oio-adapters -p oio-web -p server -p testkit"
+
 LOG_DIR="$(mktemp -d)"
 trap 'rm -rf "$LOG_DIR"' EXIT
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "clippy: domain, app (ssr), server and testkit, all targets"
-cargo clippy -p domain -p app -p server -p testkit --all-targets -- -D warnings
+say "clippy: domain, app (ssr), the server crates and testkit, all targets"
+cargo clippy $NATIVE_CRATES --all-targets -- -D warnings
 
 say "clippy: frontend and app (hydrate) for wasm32"
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
@@ -57,8 +60,8 @@ cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 say "build: domain for wasm32-unknown-unknown (the UI shares these types)"
 cargo build -p domain --target wasm32-unknown-unknown
 
-say "cargo test: domain, app, server, testkit (unit, property, integration, storage contract, real OpenCode)"
-cargo test -p domain -p app -p server -p testkit 2>&1 | tee "$LOG_DIR/cargo-test.log"
+say "cargo test: domain, app, the server crates, testkit (unit, property, integration, storage contract, real OpenCode)"
+cargo test $NATIVE_CRATES 2>&1 | tee "$LOG_DIR/cargo-test.log"
 
 say "cargo leptos build: server binary + hydrated WASM + Tailwind CSS"
 cargo leptos build

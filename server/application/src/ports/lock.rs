@@ -1,7 +1,7 @@
 //! The distributed lock port: fair (FIFO) mutual exclusion on a named key with a time-to-live,
 //! renewal and fencing tokens. Used to serialise work on one repository/workspace and for leader
 //! duties. Adapters: in-process (`adapters::memory_lock`, the embedded single-node default) and
-//! Redis (`adapters::redis`); both run the contract suite in `server/tests/contract/lock.rs`.
+//! Redis (`adapters::redis`); both run the contract suite in `server/tests/it/contract/lock.rs`.
 //!
 //! # Leases, not guards
 //! Acquiring returns a [`Lease`], not an RAII guard: releasing is I/O and cannot run in `Drop`.

@@ -1,5 +1,5 @@
 //! Driven ports: what the application layer needs from the outside world. One trait per concern,
-//! each with one contract test suite (server/tests/contract) that every adapter of it runs.
+//! each with one contract test suite (server/tests/it/contract) that every adapter of it runs.
 //!
 //! Writes go through [`UnitOfWork`] only: entity changes and the domain events they raise are
 //! committed together or not at all (the transactional outbox). Repositories read.
