@@ -12,6 +12,7 @@ pub use oio_web as http;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -56,8 +56,8 @@ async fn main() -> anyhow::Result<ExitCode> {
             let app = Application::build(&settings).await?;
             let addr = app.local_addr();
             if let Some(password) = app.auth().ensure_first_admin().await? {
-                let path = settings.data_dir.join("initial-admin-password");
-                write_private(&path, password.expose_secret())
+                let path = server::data_dir::first_admin_password_file(&settings.data_dir);
+                server::data_dir::write_private_file(&path, password.expose_secret())
                     .with_context(|| format!("writing {}", path.display()))?;
                 println!(
                     "oio: first run: created user `admin`; its password is in {} (readable by \
@@ -167,20 +167,4 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown signal received; draining");
-}
-
-/// Writes `contents` to a new file only this user can read (0600).
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    writeln!(file, "{contents}")
 }

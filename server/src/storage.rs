@@ -11,7 +11,7 @@ use crate::config::{redact_url, Backend, ConfigError, Settings};
 pub enum StorageError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create or make private the data directory {path}: {source}")]
     DataDir {
         path: String,
         #[source]
@@ -50,16 +50,16 @@ pub async fn connect(settings: &Settings) -> Result<Store, StorageError> {
         message: e.to_string(),
     };
     let backend = settings.backend()?;
+    // Local state (the embedded database, the first-run password, worktrees) lives in the data
+    // directory whatever the backend: it is made private before anything is written to it.
+    crate::data_dir::ensure_private_dir(&settings.data_dir).map_err(|source| {
+        StorageError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            source,
+        }
+    })?;
     let store = match backend {
         Backend::Sqlite => {
-            if settings.database.url.is_none() {
-                std::fs::create_dir_all(&settings.data_dir).map_err(|source| {
-                    StorageError::DataDir {
-                        path: settings.data_dir.display().to_string(),
-                        source,
-                    }
-                })?;
-            }
             let store = SqlStore::sqlite(url, pool).await.map_err(connect_error)?;
             store.migrate().await.map_err(migrate_error)?;
             Store::from_adapter(store)

@@ -199,11 +199,18 @@ pub async fn user<W: Write>(
                 .auth
                 .set_password(&args.username, &password, role)
                 .await?;
+            // The first-run password no longer signs anyone in: its file goes.
+            let forgot = args.username == crate::application::auth::FIRST_ADMIN
+                && crate::data_dir::forget_first_admin_password(&services.data_dir)?;
             console.emit(&serde_json::json!({ "username": args.username }), || {
-                format!(
+                let mut text = format!(
                     "user {}: password changed; signed out everywhere",
                     args.username
-                )
+                );
+                if forgot {
+                    text.push_str("; the first-run password file is removed");
+                }
+                text
             })
         }
         UserCommand::List => {

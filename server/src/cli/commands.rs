@@ -170,6 +170,8 @@ pub struct Services {
     pub tasks: TaskServices,
     /// Answers are relayed to the configured OpenCode servers.
     pub inbox: Arc<crate::application::InboxService>,
+    /// The data directory (its first-run password file goes when the admin's password changes).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Services {
@@ -198,6 +200,7 @@ impl Services {
         ));
         let inbox = Arc::new(inbox_service(&store, settings));
         Self {
+            data_dir: settings.data_dir.clone(),
             store,
             auth,
             lifecycle,
