@@ -225,7 +225,7 @@ impl Application {
             )
             .fallback(leptos_axum::file_and_error_handler(shell))
             .with_state(leptos_options)
-            .merge(http::app_services::status_routes(services.clone()))
+            .merge(http::status_routes(services.clone()))
             .merge(http::health_routes(
                 store.sessions.clone(),
                 fleet.clone(),

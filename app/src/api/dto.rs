@@ -34,12 +34,11 @@ pub struct FleetStatus {
     pub queue_error: Option<String>,
 }
 
-/// How many sessions are in one status (`more`: at least that many; counting stopped there).
+/// How many live sessions are in one status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusCount {
     pub status: SessionStatus,
     pub count: u64,
-    pub more: bool,
 }
 
 /// Sessions that finished within one hour.

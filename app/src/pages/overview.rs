@@ -171,7 +171,7 @@ fn StatusCounts(stats: SessionStats) -> impl IntoView {
         .into_iter()
         .map(|c| {
             let status = c.status.as_str();
-            let count = format!("{}{}", c.count, if c.more { "+" } else { "" });
+            let count = c.count.to_string();
             view! {
                 <tr data-testid="status-count" data-status=status>
                     <td>

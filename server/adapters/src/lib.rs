@@ -5,7 +5,7 @@
 pub mod git;
 pub mod memory_lock;
 pub mod opencode;
-mod redact;
+pub mod redact;
 pub mod redis;
 pub mod sql;
 

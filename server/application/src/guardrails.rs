@@ -34,12 +34,12 @@ use domain::{
     AgentName, Budget, PageRequest, RunawayLimits, Session, SessionFilter, Spend, Task,
     TaskComplexity, TaskId,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ports::{RepositoryError, SessionRepository, TaskRepository};
 
 /// A budget as configured: tokens and US dollars.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BudgetSettings {
     pub max_tokens: Option<u64>,
@@ -67,7 +67,7 @@ impl BudgetSettings {
 }
 
 /// What a task tree reserves per leaf before it fans out.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EstimateSettings {
     /// Tokens per leaf, by the leaf's complexity name (`trivial` … `very_complex`).
@@ -96,7 +96,7 @@ impl Default for EstimateSettings {
 
 /// `[guardrails]`: see the module docs. Budgets default to none; the runaway guard stops a
 /// session past 200 steps, 500 tool calls, or the same tool call failing 5 times.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GuardrailSettings {
     pub session: BudgetSettings,

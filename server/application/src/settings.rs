@@ -159,6 +159,55 @@ impl Default for EngineSettings {
 }
 
 impl EngineSettings {
+    /// Every period and count at least 1, the lease long enough to renew, the backoff ordered;
+    /// the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("engine.lease_ttl_ms", self.lease_ttl_ms),
+            ("engine.session_timeout_secs", self.session_timeout_secs),
+            (
+                "engine.default_max_attempts",
+                u64::from(self.default_max_attempts),
+            ),
+            (
+                "engine.retry_backoff_initial_ms",
+                self.retry_backoff_initial_ms,
+            ),
+            ("engine.max_running", u64::from(self.max_running)),
+            ("engine.task_tick_ms", self.task_tick_ms),
+            (
+                "engine.task_max_parallel",
+                u64::from(self.task_max_parallel),
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        if self.lease_ttl_ms < 300 {
+            return Err(invalid(
+                "engine.lease_ttl_ms",
+                "must be at least 300 (renewals happen every third of it)",
+            ));
+        }
+        if self.task_max_parallel > domain::task::execution::MAX_PARALLEL {
+            return Err(invalid(
+                "engine.task_max_parallel",
+                format!("must be at most {}", domain::task::execution::MAX_PARALLEL),
+            ));
+        }
+        if self.retry_backoff_max_ms < self.retry_backoff_initial_ms {
+            return Err(invalid(
+                "engine.retry_backoff_max_ms",
+                "must not be below engine.retry_backoff_initial_ms",
+            ));
+        }
+        if matches!(&self.replica_id, Some(id) if id.trim().is_empty()) {
+            return Err(invalid("engine.replica_id", "must not be blank"));
+        }
+        Ok(())
+    }
+
     /// The replica id in force.
     pub fn replica_id(&self) -> String {
         self.replica_id.clone().unwrap_or_else(|| {

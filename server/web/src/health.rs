@@ -11,6 +11,8 @@ use serde_json::json;
 use oio_application::ports::AgentServers;
 use oio_application::ports::{DispatchQueue, SessionRepository};
 
+use crate::fleet::{fleet_view, FleetView};
+
 /// How long the readiness probe waits for storage before calling it unavailable.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -37,26 +39,12 @@ pub fn routes<S>(
         })
 }
 
-/// Waiting, leased and lapsed rows (lapsed: a replica died and nobody recovered them yet).
-async fn queue_report(queue: Option<&Arc<dyn DispatchQueue>>) -> serde_json::Value {
-    let Some(queue) = queue else {
-        return serde_json::Value::Null;
-    };
-    match tokio::time::timeout(READINESS_TIMEOUT, queue.depth()).await {
-        Ok(Ok(depth)) => json!({
-            "waiting": depth.waiting,
-            "leased": depth.leased,
-            "expired": depth.expired,
-        }),
-        Ok(Err(e)) => json!({ "error": e.to_string() }),
-        Err(_) => json!({ "error": format!("no answer within {READINESS_TIMEOUT:?}") }),
-    }
-}
-
-fn fleet_report(fleet: &dyn AgentServers) -> serde_json::Value {
-    fleet
-        .report()
-        .into_iter()
+/// The fleet as the probe shows it: each server's standing, and the queue's waiting, leased and
+/// lapsed rows (lapsed: a replica died and nobody recovered them yet) when it was read.
+fn fleet_json(view: &FleetView) -> (serde_json::Value, serde_json::Value) {
+    let servers = view
+        .servers
+        .iter()
         .map(|r| {
             json!({
                 "server": r.server,
@@ -66,7 +54,17 @@ fn fleet_report(fleet: &dyn AgentServers) -> serde_json::Value {
                 "capacity": r.capacity,
             })
         })
-        .collect()
+        .collect();
+    let queue = match &view.queue {
+        None => serde_json::Value::Null,
+        Some(Ok(depth)) => json!({
+            "waiting": depth.waiting,
+            "leased": depth.leased,
+            "expired": depth.expired,
+        }),
+        Some(Err(error)) => json!({ "error": error }),
+    };
+    (servers, queue)
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -79,7 +77,9 @@ async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {READINESS_TIMEOUT:?}")),
     };
-    let opencode = fleet_report(probes.fleet.as_ref());
+    // The queue lives in the database: it is not asked while the database is down.
+    let queue = probes.queue.as_deref().filter(|_| database.is_ok());
+    let (opencode, queue) = fleet_json(&fleet_view(probes.fleet.as_ref(), queue).await);
     match database {
         Ok(()) => (
             StatusCode::OK,
@@ -87,7 +87,7 @@ async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
                 "status": "ready",
                 "checks": { "database": "ok" },
                 "opencode": opencode,
-                "queue": queue_report(probes.queue.as_ref()).await,
+                "queue": queue,
             })),
         ),
         Err(message) => {

@@ -64,3 +64,16 @@ impl Default for AuthSettings {
         }
     }
 }
+
+impl AuthSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // A sign-in longer than a month is a token nobody remembers handing out.
+        if self.session_ttl_hours == 0 || self.session_ttl_hours > 24 * 30 {
+            return Err(invalid(
+                "auth.session_ttl_hours",
+                "must be between 1 and 720",
+            ));
+        }
+        Ok(())
+    }
+}

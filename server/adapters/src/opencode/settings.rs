@@ -1,14 +1,16 @@
 //! The OpenCode adapter's settings: the servers to reach (`[[opencode.servers]]`), the servers to
 //! start and supervise (`[[opencode.supervised]]`) and how every call is made resilient
-//! (`[opencode.resilience]`).
+//! (`[opencode.resilience]`), with the checks of each.
 
 use std::path::PathBuf;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+use oio_application::settings::{invalid, ConfigError};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct OpenCodeSettings {
     #[serde(default)]
     pub servers: Vec<OpenCodeServerSettings>,
@@ -34,10 +36,71 @@ impl OpenCodeSettings {
             .as_deref()
             .unwrap_or(super::supervisor::PINNED_VERSION)
     }
+
+    /// Every server reachable by a plain URL, every supervised one named once, every figure in
+    /// range; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.resilience.validate()?;
+        for server in &self.servers {
+            validate_server_url("opencode.servers.url", &server.url)?;
+            if server.capacity == 0 {
+                return Err(invalid("opencode.servers.capacity", "must be at least 1"));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for server in &self.supervised {
+            if server.name.trim().is_empty() || !names.insert(server.name.as_str()) {
+                return Err(invalid(
+                    "opencode.supervised.name",
+                    "must be given, and unique among supervised servers",
+                ));
+            }
+            if server.capacity == 0 {
+                return Err(invalid(
+                    "opencode.supervised.capacity",
+                    "must be at least 1",
+                ));
+            }
+            if server.health_interval_ms < 100 {
+                return Err(invalid(
+                    "opencode.supervised.health_interval_ms",
+                    "must be at least 100",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses an OpenCode server URL that is not plain `http(s)://host[:port][/path]`: another
+/// scheme, no host, embedded credentials (the password has its own setting, held as a secret),
+/// a query or a fragment. The error names `field` and never shows the credentials.
+pub fn validate_server_url(field: &'static str, url: &Url) -> Result<(), ConfigError> {
+    let has_credentials = !url.username().is_empty() || url.password().is_some();
+    let problem = if !matches!(url.scheme(), "http" | "https") {
+        "must be http:// or https://"
+    } else if matches!(url.host_str(), None | Some("")) {
+        "must name a host"
+    } else if has_credentials {
+        "must not embed credentials: give the password in the server's `password` setting"
+    } else if url.query().is_some() {
+        "must not have a query string"
+    } else if url.fragment().is_some() {
+        "must not have a fragment"
+    } else {
+        return Ok(());
+    };
+    let mut shown = url.clone();
+    if has_credentials {
+        // Cannot fail for a URL that has credentials (it has a host).
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("");
+    }
+    Err(invalid(field, format!("{shown} {problem}")))
 }
 
 /// One OpenCode server this process starts and supervises (`[[opencode.supervised]]`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct SupervisedServerSettings {
     /// The server's stable name (how the fleet, the queue and the metrics name it).
     pub name: String,
@@ -64,7 +127,7 @@ fn default_health_interval_ms() -> u64 {
 
 /// How the orchestrator treats every OpenCode server (`[opencode.resilience]`,
 /// `OIO_OPENCODE__RESILIENCE__…`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct OpenCodeResilienceSettings {
     /// Any call but the blocking prompt.
@@ -95,10 +158,44 @@ impl Default for OpenCodeResilienceSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+impl OpenCodeResilienceSettings {
+    /// Every timeout and threshold at least 1 (0 would disable the call or the breaker).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            (
+                "opencode.resilience.request_timeout_secs",
+                self.request_timeout_secs,
+            ),
+            (
+                "opencode.resilience.connect_timeout_secs",
+                self.connect_timeout_secs,
+            ),
+            (
+                "opencode.resilience.breaker_failure_threshold",
+                u64::from(self.breaker_failure_threshold),
+            ),
+            (
+                "opencode.resilience.breaker_open_secs",
+                self.breaker_open_secs,
+            ),
+            (
+                "opencode.resilience.health_check_interval_secs",
+                self.health_check_interval_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct OpenCodeServerSettings {
     pub url: Url,
     /// HTTP basic-auth password (`OPENCODE_SERVER_PASSWORD` of that server), if it has one.
+    #[serde(serialize_with = "crate::redact::secret")]
     pub password: Option<SecretString>,
     #[serde(default = "default_capacity")]
     pub capacity: u32,

@@ -1,15 +1,11 @@
 //! `/api/v1/fleet`: the OpenCode servers' standing and the dispatch queue's depth.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::Json;
 
 use super::dto::{FleetReport, FleetServer, QueueDepthDto};
 use super::ApiState;
-
-/// How long the queue depth may take before it is left out.
-const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::fleet::fleet_view;
 
 #[utoipa::path(
     get, path = "/api/v1/fleet", tag = "fleet",
@@ -18,9 +14,9 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
     )
 )]
 pub async fn report(State(state): State<ApiState>) -> Json<FleetReport> {
-    let servers = state
-        .fleet
-        .report()
+    let view = fleet_view(state.fleet.as_ref(), Some(state.queue.as_ref())).await;
+    let servers = view
+        .servers
         .into_iter()
         .map(|r| FleetServer {
             // The client's name is its base URL with any credentials redacted.
@@ -31,20 +27,17 @@ pub async fn report(State(state): State<ApiState>) -> Json<FleetReport> {
             capacity: r.capacity,
         })
         .collect();
-    let queue = match tokio::time::timeout(QUEUE_TIMEOUT, state.queue.depth()).await {
-        Ok(Ok(depth)) => Some(QueueDepthDto {
+    let queue = match view.queue {
+        Some(Ok(depth)) => Some(QueueDepthDto {
             waiting: depth.waiting,
             leased: depth.leased,
             expired: depth.expired,
         }),
-        Ok(Err(error)) => {
+        Some(Err(error)) => {
             tracing::warn!(%error, "fleet report: queue depth unavailable");
             None
         }
-        Err(_) => {
-            tracing::warn!("fleet report: queue depth timed out");
-            None
-        }
+        None => None,
     };
     Json(FleetReport { servers, queue })
 }
