@@ -10,12 +10,12 @@
 
 pub mod agent;
 pub mod auth;
-pub mod guard;
+pub mod guardrails;
 pub mod ids;
 pub mod inbox;
 pub mod performance;
 pub mod query;
-pub mod routing;
+pub mod task_routing;
 pub mod session;
 pub mod task;
 pub mod validation;
@@ -25,7 +25,7 @@ pub use agent::{
     NewAgent, ParseAgentCapabilityError,
 };
 pub use auth::{CurrentUser, Role};
-pub use guard::{
+pub use guardrails::{
     Budget, BudgetMetric, BudgetScope, RunawayGuard, RunawayLimits, Spend, StopReason,
 };
 pub use ids::{AgentId, SessionId, TaskId};
@@ -36,7 +36,7 @@ pub use inbox::{
 };
 pub use performance::{DecayedStats, RecentPerformance};
 pub use query::{Cursor, Page, PageRequest, SessionFilter, TaskFilter};
-pub use routing::{route, AgentScore, Candidate, RoutingDecision, RoutingError, RoutingWeights};
+pub use task_routing::{route, AgentScore, Candidate, RoutingDecision, RoutingError, RoutingWeights};
 pub use session::{
     ExecutionMetrics, MetricsDelta, NewSession, ParseSessionStatusError, Prompt, Session,
     SessionCommand, SessionError, SessionEvent, SessionOutcome, SessionRecord, SessionStatus,

@@ -10,7 +10,7 @@ use super::{
     SessionOutcome, SessionStatus, SessionTitle, WorkspacePath,
 };
 use crate::agent::AgentName;
-use crate::guard::StopReason;
+use crate::guardrails::StopReason;
 use crate::ids::{SessionId, TaskId};
 
 /// Longest failure or cancellation reason kept, in characters. Agents may report whole stack
@@ -1028,7 +1028,7 @@ mod tests {
 
     #[test]
     fn a_guardrail_stop_fails_the_session_with_a_typed_reason_that_a_manual_retry_clears() {
-        use crate::guard::{BudgetMetric, BudgetScope};
+        use crate::guardrails::{BudgetMetric, BudgetScope};
         let reason = StopReason::BudgetExceeded {
             scope: BudgetScope::Session,
             metric: BudgetMetric::Tokens,

@@ -11,7 +11,7 @@ use super::execution::{FailurePolicy, TaskExecution, TaskResult, TreeRun, MAX_PA
 use super::{TaskComplexity, TaskError, TaskStatus};
 use crate::agent::AgentCapability;
 use crate::ids::{SessionId, TaskId};
-use crate::routing::RoutingDecision;
+use crate::task_routing::RoutingDecision;
 use crate::validation::{self, validated_string};
 
 validated_string!(

@@ -88,9 +88,9 @@ pub struct TreeRun {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TreeBudget {
     /// The caps for the whole tree.
-    pub cap: crate::guard::Budget,
+    pub cap: crate::guardrails::Budget,
     /// What the tree was estimated to spend when it started.
-    pub reserved: crate::guard::Spend,
+    pub reserved: crate::guardrails::Spend,
 }
 
 /// What a finished leaf leaves for the tasks that depend on it.

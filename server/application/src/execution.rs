@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use super::guardrails::{BudgetSettings, GuardrailConfig};
 use super::lifecycle::{CreateSessionRequest, LifecycleError, SessionLifecycle};
-use super::routing::{TaskRouter, TaskRoutingError};
+use super::task_routing::{TaskRouter, TaskRoutingError};
 use crate::ports::{
     ChangeSet, EntityKey, RepositoryError, SessionRepository, TaskRepository, UnitOfWork,
 };

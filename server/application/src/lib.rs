@@ -14,7 +14,7 @@ pub mod inbox;
 pub mod lifecycle;
 pub mod metrics;
 pub mod ports;
-pub mod routing;
+pub mod task_routing;
 pub mod settings;
 mod task_services;
 
@@ -30,5 +30,5 @@ pub use execution::{AdvanceReport, ExecutionError, StartTaskRequest, TaskExecuto
 pub use guardrails::{GuardrailConfig, GuardrailSettings, Guardrails};
 pub use inbox::{InboxService, InboxServiceError, InboxSettings, InboxWatch};
 pub use lifecycle::{CancelOutcome, CreateSessionRequest, LifecycleError, SessionLifecycle};
-pub use routing::{TaskRouter, TaskRoutingError};
+pub use task_routing::{TaskRouter, TaskRoutingError};
 pub use task_services::TaskServices;

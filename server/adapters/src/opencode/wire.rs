@@ -55,7 +55,7 @@ impl<'a> From<&'a CreateSession> for CreateSessionBody<'a> {
             model: r
                 .model
                 .as_ref()
-                .map(|m| serde_json::json!({ "id": m.model_id, "providerID": m.provider_id })),
+                .map(|m| serde_json::json!({ "id": m.model(), "providerID": m.provider() })),
             metadata: r.metadata.as_ref(),
         }
     }
@@ -119,20 +119,18 @@ pub struct WireModel {
 impl From<&ModelRef> for WireModel {
     fn from(m: &ModelRef) -> Self {
         Self {
-            provider_id: m.provider_id.clone(),
-            model_id: m.model_id.clone(),
+            provider_id: m.provider().to_owned(),
+            model_id: m.model().to_owned(),
         }
     }
 }
 
-impl From<WireModel> for ModelRef {
-    fn from(m: WireModel) -> Self {
-        Self {
-            provider_id: m.provider_id,
-            model_id: m.model_id,
-        }
-    }
+/// A model the server names, if it is a valid `provider/model` reference (a server's odd value is
+/// dropped rather than failing the whole message).
+fn model_ref(provider: String, model: String) -> Option<ModelRef> {
+    ModelRef::new(provider, model).ok()
 }
+
 
 /// A session's model: `{id, providerID}`.
 #[derive(Deserialize)]
@@ -227,10 +225,7 @@ impl From<WireSession> for AgentSession {
             directory: s.directory,
             parent: s.parent_id.map(AgentSessionId::new),
             agent: s.agent,
-            model: s.model.map(|m| ModelRef {
-                provider_id: m.provider_id,
-                model_id: m.id,
-            }),
+            model: s.model.and_then(|m| model_ref(m.provider_id, m.id)),
             metadata: s.metadata,
             cost: s.cost,
             tokens: s.tokens.into(),
@@ -334,10 +329,7 @@ struct WireMessageTime {
 impl From<WireAssistantMessage> for AssistantMessage {
     fn from(m: WireAssistantMessage) -> Self {
         let model = match (m.provider_id, m.model_id) {
-            (Some(provider_id), Some(model_id)) => Some(ModelRef {
-                provider_id,
-                model_id,
-            }),
+            (Some(provider_id), Some(model_id)) => model_ref(provider_id, model_id),
             _ => None,
         };
         Self {
@@ -364,7 +356,7 @@ impl From<WireMessage> for Message {
                 session_id: AgentSessionId::new(u.session_id),
                 created_at: millis(u.time.created),
                 agent: u.agent,
-                model: u.model.map(ModelRef::from),
+                model: u.model.and_then(|m| model_ref(m.provider_id, m.model_id)),
             }),
             WireMessage::Assistant(a) => Message::Assistant(a.into()),
         }
@@ -711,10 +703,7 @@ mod tests {
             message_id: MessageId::parse("msg_0001").unwrap(),
             text: "add a health endpoint".into(),
             agent: Some("build".into()),
-            model: Some(ModelRef {
-                provider_id: "fake".into(),
-                model_id: "fake-coder".into(),
-            }),
+            model: Some(ModelRef::new("fake", "fake-coder").unwrap()),
         };
         let body = serde_json::to_value(PromptBody::from(&request)).unwrap();
         assert_eq!(
@@ -732,10 +721,7 @@ mod tests {
     fn create_session_body_names_the_model_the_session_way_and_omits_what_is_unset() {
         let request = CreateSession {
             title: Some("t".into()),
-            model: Some(ModelRef {
-                provider_id: "p".into(),
-                model_id: "m".into(),
-            }),
+            model: Some(ModelRef::new("p", "m").unwrap()),
             metadata: Some(json!({"task": "t-1"})),
             ..CreateSession::default()
         };

@@ -17,7 +17,7 @@ use domain::{SessionId, TaskId};
 
 use super::decode::Columns;
 use super::driver::{Backend, Exec, Sql, Tx};
-use super::{agents, map_sqlx_error, outbox, queue, sessions, table_of, tasks, uuid_of, SqlStore};
+use super::{agents, dispatch_queue, map_sqlx_error, outbox, sessions, table_of, tasks, uuid_of, SqlStore};
 use oio_application::ports::{
     Aggregate, Change, ChangeSet, Committed, EntityKey, QueueOp, QueueSignal, RepositoryError,
     UnitOfWork,
@@ -127,7 +127,7 @@ async fn apply(writer: &mut Tx, changes: &ChangeSet) -> Result<Committed, Reposi
     check_task_references(writer, changes.changes()).await?;
 
     for op in changes.queue_ops() {
-        if !queue::apply_op(writer, op).await? {
+        if !dispatch_queue::apply_op(writer, op).await? {
             let fence = match op {
                 QueueOp::Attach { lease, .. }
                 | QueueOp::Requeue { lease, .. }

@@ -16,7 +16,7 @@ mod inbox;
 mod outbox;
 mod placement;
 mod postgres;
-mod queue;
+mod dispatch_queue;
 mod sessions;
 mod sqlite;
 mod tasks;

@@ -7,7 +7,7 @@
 //! deadline in the queue (a retry's backoff ending, a lease lapsing), or — as a safety net for
 //! lost notifications and servers coming back — a few seconds passing.
 
-mod guard;
+mod guardrails;
 mod runner;
 
 use std::collections::HashMap;

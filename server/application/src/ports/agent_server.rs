@@ -127,12 +127,9 @@ impl fmt::Display for MessageId {
     }
 }
 
-/// A model on the server: `provider/model`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelRef {
-    pub provider_id: String,
-    pub model_id: String,
-}
+/// A model on the server: the domain's `provider/model` reference (one type for agents' models and
+/// the models sessions and messages name).
+pub use domain::ModelRef;
 
 /// What `health()` reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

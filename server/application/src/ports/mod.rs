@@ -7,7 +7,7 @@
 mod agent_repository;
 mod agent_server;
 mod credentials;
-mod dispatch;
+mod dispatch_queue;
 mod error;
 mod inbox;
 pub mod lock;
@@ -29,7 +29,7 @@ pub use agent_server::{
     ToolCallState, UserMessage,
 };
 pub use credentials::{CredentialStore, TokenRecord, UserRecord, WebSessionRecord};
-pub use dispatch::{
+pub use dispatch_queue::{
     Claim, ClaimRequest, DispatchQueue, QueueDepth, QueueEntry, QueueLease, QueueOp, QueueSignal,
     RemoteRef, Renewal, ServerCapacity,
 };

@@ -117,10 +117,7 @@ impl Run<'_> {
     async fn model(&self) -> Option<ModelRef> {
         match self.session.agent() {
             Some(name) => match self.shared.deps.agents.get_by_name(name).await {
-                Ok(agent) => agent.map(|a| ModelRef {
-                    provider_id: a.model().provider().to_owned(),
-                    model_id: a.model().model().to_owned(),
-                }),
+                Ok(agent) => agent.map(|a| a.model().clone()),
                 Err(error) => {
                     tracing::warn!(%error, "agent registry unreadable; the server's model is used");
                     None
@@ -134,7 +131,7 @@ impl Run<'_> {
     async fn admission_pool(&self) -> String {
         self.model().await.map_or_else(
             || DEFAULT_POOL.to_owned(),
-            |m| format!("{}/{}", m.provider_id, m.model_id),
+            |m| m.to_string(),
         )
     }
 

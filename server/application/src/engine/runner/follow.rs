@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::lease::{interruption, Interrupt};
 use super::{Outcome, Run, Stop};
-use crate::engine::guard::RunGuard;
+use crate::engine::guardrails::RunGuard;
 use crate::ports::{
     AgentEvent, AgentServerError, AgentSessionId, AgentSessionStatus, EventScope, Message,
     PartContent, ToolCallState,

@@ -23,7 +23,7 @@ use domain::{Session, StopReason};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::guard::RunGuard;
+use super::guardrails::RunGuard;
 use super::{EngineStats, Shared};
 use crate::admission::Permit;
 use crate::ports::workspaces::Workspace;

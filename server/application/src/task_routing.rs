@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use domain::routing::{route, Candidate, RoutingError, RoutingWeights};
+use domain::task_routing::{route, Candidate, RoutingError, RoutingWeights};
 use domain::{Task, TaskError, TaskId};
 
 use crate::ports::{
