@@ -1,8 +1,8 @@
-//! Server functions and the plain serde types they exchange with the browser.
+//! Server functions: what the pages call on the server. The plain serde types they exchange live
+//! in [`crate::dto`] (re-exported here), so the driving ports can name them without depending on
+//! this module: `api` → `ports` → `dto`, and no way back.
 
-mod dto;
-
-pub use dto::*;
+pub use crate::dto::*;
 
 use domain::{
     Agent, AgentName, Cursor, Page, PageRequest, Session, SessionFilter, SessionStatus, Task,

@@ -4,6 +4,7 @@
 //! through the driving ports in [`ports`]) and with `hydrate` into the WASM bundle.
 
 pub mod api;
+pub mod dto;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ports;

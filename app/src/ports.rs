@@ -12,7 +12,7 @@ use domain::{
     SessionId, Task, TaskId,
 };
 
-use crate::api::{
+use crate::dto::{
     AgentForm, AgentRow, FleetStatus, GuardrailsView, InboxView, NewTaskForm, SessionDetail,
     SessionStats, StatusBoard, TreeBudgetView,
 };
