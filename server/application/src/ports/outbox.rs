@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{SessionEvent, SessionId};
+use domain::{SessionEvent, SessionId, SessionLogEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -66,6 +66,19 @@ impl NewEvent {
     }
 }
 
+impl NewEvent {
+    /// A typed line of `session`'s event log (`session.<kind>`, or `inbox.<change>`), to commit.
+    pub fn session_log(session: SessionId, event: &SessionLogEvent, at: DateTime<Utc>) -> Self {
+        Self {
+            aggregate: Aggregate::Session,
+            aggregate_id: session.as_uuid(),
+            event_type: event.event_type().to_owned(),
+            payload: event.payload(),
+            occurred_at: at,
+        }
+    }
+}
+
 impl From<&SessionEvent> for NewEvent {
     fn from(event: &SessionEvent) -> Self {
         Self::new(
@@ -79,7 +92,7 @@ impl From<&SessionEvent> for NewEvent {
     }
 }
 
-/// One line of a session's event log.
+/// One line of a session's event log (typed by [`StoredSessionEvent::typed`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredSessionEvent {
     pub session_id: SessionId,
@@ -88,6 +101,13 @@ pub struct StoredSessionEvent {
     pub event_type: String,
     pub payload: serde_json::Value,
     pub occurred_at: DateTime<Utc>,
+}
+
+impl StoredSessionEvent {
+    /// The line typed; `None` for a kind this build does not know or a misshapen payload.
+    pub fn typed(&self) -> Option<SessionLogEvent> {
+        SessionLogEvent::parse(&self.event_type, &self.payload)
+    }
 }
 
 /// An outbox row: an event committed with its change and not yet relayed (or already relayed).
