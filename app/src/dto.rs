@@ -1,9 +1,10 @@
 //! Plain serde types the pages exchange with the server, and the pure helpers that build them.
 
 use chrono::{DateTime, Utc};
+use domain::event_log::GuardrailStopped;
 use domain::{
-    Agent, Budget, InboxAnswer, InboxItem, InboxReply, RunawayLimits, Session, SessionStatus,
-    Spend, Task,
+    Agent, Budget, InboxAnswer, InboxItem, InboxReply, RunawayLimits, Session, SessionEvent,
+    SessionLogEvent, SessionStatus, Spend, Task, WorkspaceRecord,
 };
 use serde::{Deserialize, Serialize};
 
@@ -85,15 +86,23 @@ pub struct Transition {
 }
 
 impl Transition {
-    /// The transition a `session.status_changed` payload describes; `None` for other payloads.
-    pub fn from_payload(payload: &serde_json::Value) -> Option<Self> {
-        let text = |key: &str| payload.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        Some(Self {
-            from: text("from")?,
-            to: text("to")?,
-            at: text("at").and_then(|raw| raw.parse().ok()),
-            reason: text("reason"),
-        })
+    /// The edge a `session.status_changed` event took; `None` for the other lifecycle events.
+    pub fn of(event: &SessionEvent) -> Option<Self> {
+        match event {
+            SessionEvent::StatusChanged {
+                from,
+                to,
+                at,
+                reason,
+                ..
+            } => Some(Self {
+                from: from.as_str().to_owned(),
+                to: to.as_str().to_owned(),
+                at: Some(*at),
+                reason: reason.clone(),
+            }),
+            SessionEvent::Created { .. } | SessionEvent::MetricsRecorded { .. } => None,
+        }
     }
 }
 
@@ -105,11 +114,8 @@ pub struct WorkspaceDiff {
     pub files: Vec<String>,
 }
 
-impl WorkspaceDiff {
-    /// From a `session.workspace` payload ([`domain::WorkspaceRecord`]); an unreadable one shows
-    /// as an empty diff.
-    pub fn from_payload(payload: &serde_json::Value) -> Self {
-        let record = domain::WorkspaceRecord::deserialize(payload).unwrap_or_default();
+impl From<WorkspaceRecord> for WorkspaceDiff {
+    fn from(record: WorkspaceRecord) -> Self {
         Self {
             files: record.paths(),
             patch: record.patch,
@@ -145,15 +151,11 @@ impl SessionDetail {
         let mut diff = None;
         let mut guardrail = None;
         for (seq, event_type, payload, occurred_at) in events {
-            match event_type.as_str() {
-                // Named by its aggregate in the outbox (`session.guardrail_stopped`).
-                "session.guardrail_stopped" | "guardrail_stopped" => {
-                    guardrail = Some(GuardrailStop::from_payload(&payload))
-                }
-                "session.status_changed" => {
-                    timeline.extend(Transition::from_payload(&payload));
-                }
-                "session.workspace" => diff = Some(WorkspaceDiff::from_payload(&payload)),
+            // Lines of other kinds (or that do not read as their kind) only show in the log.
+            match SessionLogEvent::parse(&event_type, &payload) {
+                Some(SessionLogEvent::GuardrailStopped(stop)) => guardrail = Some(stop.into()),
+                Some(SessionLogEvent::Lifecycle(event)) => timeline.extend(Transition::of(&event)),
+                Some(SessionLogEvent::Workspace(record)) => diff = Some(record.into()),
                 _ => {}
             }
             lines.push(EventLine {
@@ -174,7 +176,7 @@ impl SessionDetail {
     }
 }
 
-/// What a guardrail reported when it stopped a session (a `guardrail_stopped` payload): the code,
+/// What a guardrail reported when it stopped a session (its `guardrail_stopped` line): the code,
 /// the operator's message and what the attempt had done by then.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuardrailStop {
@@ -186,24 +188,15 @@ pub struct GuardrailStop {
     pub tool_calls: Option<u64>,
 }
 
-impl GuardrailStop {
-    /// From a `guardrail_stopped` payload; missing figures stay `None`.
-    pub fn from_payload(payload: &serde_json::Value) -> Self {
-        let text = |key: &str| {
-            payload
-                .get(key)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let number = |key: &str| payload.get(key).and_then(|v| v.as_u64());
+impl From<GuardrailStopped> for GuardrailStop {
+    fn from(stop: GuardrailStopped) -> Self {
         Self {
-            code: text("code"),
-            message: text("message"),
-            attempt_tokens: number("attempt_tokens"),
-            attempt_cost_micro_usd: number("attempt_cost_micro_usd"),
-            steps: number("steps"),
-            tool_calls: number("tool_calls"),
+            code: stop.code,
+            message: stop.message,
+            attempt_tokens: stop.attempt_tokens,
+            attempt_cost_micro_usd: stop.attempt_cost_micro_usd,
+            steps: stop.steps.map(u64::from),
+            tool_calls: stop.tool_calls.map(u64::from),
         }
     }
 }
@@ -508,30 +501,76 @@ mod tests {
         assert_eq!(encode_component("safe-_.~"), "safe-_.~");
     }
 
+    fn session() -> Session {
+        let new = domain::NewSession {
+            id: "00000000-0000-0000-0000-000000000001".parse().unwrap(),
+            title: domain::SessionTitle::new("Add login page").unwrap(),
+            prompt: domain::Prompt::new("Build a login page.").unwrap(),
+            workspace: domain::WorkspacePath::new("/srv/repo").unwrap(),
+            agent: None,
+            parent_task: None,
+            max_attempts: 3,
+        };
+        Session::new(new, DateTime::from_timestamp(1_800_000_000, 0).unwrap()).unwrap()
+    }
+
+    fn assemble(events: Vec<(&str, serde_json::Value)>) -> SessionDetail {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        SessionDetail::assemble(
+            session(),
+            events
+                .into_iter()
+                .enumerate()
+                .map(|(i, (kind, payload))| (i as u64 + 1, kind.to_owned(), payload, at)),
+        )
+    }
+
     #[test]
-    fn transitions_come_from_status_changed_payloads_only() {
-        let t = Transition::from_payload(&json!({
-            "from": "queued", "to": "running", "at": "2026-01-01T00:00:00Z", "reason": null
-        }))
-        .unwrap();
+    fn transitions_come_from_status_changed_events_only() {
+        // As the domain writes them (`NewEvent::from(&SessionEvent)`).
+        let id = "00000000-0000-0000-0000-000000000001";
+        let detail = assemble(vec![
+            (
+                "session.created",
+                json!({"type": "created", "session_id": id, "at": "2026-01-01T00:00:00Z"}),
+            ),
+            (
+                "session.status_changed",
+                json!({"type": "status_changed", "session_id": id, "from": "queued",
+                       "to": "running", "at": "2026-01-01T00:00:00Z", "attempt": 1,
+                       "reason": null}),
+            ),
+            // Not a status change, whatever its payload says.
+            ("session.dispatched", json!({"from": "a", "to": "b"})),
+        ]);
+        assert_eq!(detail.timeline.len(), 1);
+        let t = &detail.timeline[0];
         assert_eq!((t.from.as_str(), t.to.as_str()), ("queued", "running"));
-        assert!(t.at.is_some());
+        assert_eq!(t.at, "2026-01-01T00:00:00Z".parse().ok());
         assert_eq!(t.reason, None);
-        assert_eq!(Transition::from_payload(&json!({"delta": {}})), None);
+        // Every line shows in the log, typed or not.
+        assert_eq!(detail.events.len(), 3);
+        assert_eq!(detail.diff, None);
+        assert_eq!(detail.guardrail, None);
     }
 
     #[test]
     fn workspace_payload_tolerates_missing_fields() {
         // The engine writes files as `{path, additions, deletions}` objects.
-        let d = WorkspaceDiff::from_payload(
-            &json!({"patch": "+a\n-b", "files": [{"path": "x", "additions": 1}]}),
-        );
+        let detail = assemble(vec![
+            ("session.workspace", json!({})),
+            (
+                "session.workspace",
+                json!({"patch": "+a\n-b", "files": [{"path": "x", "additions": 1}]}),
+            ),
+        ]);
+        let d = detail.diff.unwrap();
         assert_eq!(d.patch, "+a\n-b");
         assert!(!d.truncated);
         assert_eq!(d.files, vec!["x".to_owned()]);
         assert_eq!(
-            WorkspaceDiff::from_payload(&json!({})),
-            WorkspaceDiff::default()
+            assemble(vec![("session.workspace", json!({}))]).diff,
+            Some(WorkspaceDiff::default())
         );
     }
 
@@ -656,17 +695,28 @@ mod tests {
 
     #[test]
     fn guardrail_stops_read_their_figures_and_tolerate_missing_ones() {
-        let stop = GuardrailStop::from_payload(&json!({
-            "code": "budget_exceeded", "message": "session budget exceeded",
-            "attempt_tokens": 10_000_000u64, "steps": 1
-        }));
+        // The guard's report, and the engine's fallback without figures.
+        let reason = json!({"code": "budget_exceeded", "scope": "session", "metric": "tokens",
+                            "used": 10_000_000u64, "limit": 5_000_000u64});
+        let detail = assemble(vec![(
+            "session.guardrail_stopped",
+            json!({"code": "budget_exceeded", "reason": reason,
+                   "message": "session budget exceeded", "attempt_tokens": 10_000_000u64,
+                   "attempt_cost_micro_usd": 0, "steps": 1, "tool_calls": 0}),
+        )]);
+        let stop = detail.guardrail.unwrap();
         assert_eq!(stop.code, "budget_exceeded");
+        assert_eq!(stop.message, "session budget exceeded");
         assert_eq!(stop.attempt_tokens, Some(10_000_000));
-        assert_eq!(stop.attempt_cost_micro_usd, None);
-        assert_eq!(
-            GuardrailStop::from_payload(&json!({})),
-            GuardrailStop::default()
-        );
+        assert_eq!(stop.steps, Some(1));
+        let bare = assemble(vec![(
+            "guardrail_stopped",
+            json!({"code": "budget_exceeded", "reason": reason, "message": "m"}),
+        )]);
+        let stop = bare.guardrail.unwrap();
+        assert_eq!(stop.code, "budget_exceeded");
+        assert_eq!(stop.attempt_tokens, None);
+        assert_eq!(stop.steps, None);
     }
 
     #[test]

@@ -51,6 +51,7 @@ fn agent_name(raw: String) -> Result<String, ValidationError> {
 /// A kind of work an agent is fit for; tasks require them, agents offer them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AgentCapability {
     /// Server-side code.
     Backend,
@@ -204,6 +205,7 @@ impl fmt::Display for ModelRef {
 /// An agent's track record over finished sessions. Counters only grow (saturating).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentPerformanceMetrics {
     /// Sessions that completed.
     pub sessions_completed: u64,
@@ -312,6 +314,7 @@ pub struct Agent {
 
 /// Every field of an agent as plain values, for storage and the wire.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentRecord {
     /// See [`Agent::id`].
     pub id: AgentId,

@@ -15,6 +15,7 @@ use crate::validation::ValidationError;
 
 /// Spending caps. `None` is no cap.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Budget {
     /// Most tokens (input + output + reasoning + cache reads and writes).
     #[serde(default)]
@@ -26,6 +27,7 @@ pub struct Budget {
 
 /// What has been spent (or is estimated to be).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Spend {
     /// Tokens of every kind.
     pub tokens: u64,
@@ -46,6 +48,7 @@ impl Spend {
 /// Whose budget a breach is of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BudgetScope {
     /// The session's own (all its attempts).
     Session,
@@ -69,6 +72,7 @@ impl BudgetScope {
 /// Which figure a budget caps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BudgetMetric {
     /// Tokens.
     Tokens,
@@ -172,6 +176,7 @@ pub struct RunawayLimits {
 /// Why a guardrail stopped a session: its distinct terminal reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum StopReason {
     /// A budget was passed.
     BudgetExceeded {

@@ -19,6 +19,7 @@ use crate::ids::SessionId;
 /// Identifies one inbox item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InboxItemId(Uuid);
 
 impl InboxItemId {
@@ -110,6 +111,7 @@ impl InboxKind {
 /// Where an item stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum InboxStatus {
     /// Waiting for an answer.
     Pending,

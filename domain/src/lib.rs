@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod event_log;
 pub mod guardrails;
 pub mod ids;
 pub mod inbox;
@@ -25,6 +26,7 @@ pub use agent::{
     NewAgent, ParseAgentCapabilityError,
 };
 pub use auth::{CurrentUser, Role};
+pub use event_log::SessionLogEvent;
 pub use guardrails::{
     Budget, BudgetMetric, BudgetScope, RunawayGuard, RunawayLimits, Spend, StopReason,
 };

@@ -22,6 +22,7 @@ const SCALE: u64 = 1000;
 /// Decayed sums over finished sessions (thousandths).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecayedStats {
     /// Decayed number of sessions.
     pub weight_milli: u64,
@@ -36,6 +37,7 @@ pub struct DecayedStats {
     /// Decayed sum of retries.
     pub retries_milli: u64,
     /// The latest durations (ms), oldest first.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<u64>))]
     pub recent_durations_ms: VecDeque<u64>,
 }
 
@@ -113,6 +115,7 @@ impl DecayedStats {
 /// An agent's recent performance: overall, and for each capability its sessions needed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecentPerformance {
     /// Every finished session.
     pub overall: DecayedStats,

@@ -3,7 +3,7 @@
 //! log and the status changes without a reload.
 
 use chrono::{DateTime, Utc};
-use domain::SessionStatus;
+use domain::{SessionLogEvent, SessionStatus};
 use leptos::prelude::*;
 
 use super::common::CsrfField;
@@ -109,8 +109,12 @@ fn Detail(
                 return;
             };
             if event.event_type == "session.status_changed" {
-                if let Some(to) = event.payload.get("to").and_then(|v| v.as_str()) {
-                    live_status.set(Some(to.to_owned()));
+                if let Some(SessionLogEvent::Lifecycle(domain::SessionEvent::StatusChanged {
+                    to,
+                    ..
+                })) = SessionLogEvent::parse(&event.event_type, &event.payload)
+                {
+                    live_status.set(Some(to.as_str().to_owned()));
                 }
                 reloads.update(|n| *n += 1);
             }
@@ -531,12 +535,16 @@ fn awaiting_slot(events: &[EventLine]) -> Option<AwaitingSlot> {
     if last.event_type != "session.awaiting_slot" {
         return None;
     }
+    // The line's payload as shown in the log: short enough not to be cut (or it does not parse).
     let payload: serde_json::Value = serde_json::from_str(&last.payload).ok()?;
-    Some(AwaitingSlot {
-        pool: payload.get("pool")?.as_str()?.to_owned(),
-        position: payload.get("position")?.as_u64()?,
-        limit: payload.get("limit")?.as_u64()?,
-    })
+    match SessionLogEvent::parse(&last.event_type, &payload)? {
+        SessionLogEvent::AwaitingSlot(slot) => Some(AwaitingSlot {
+            pool: slot.pool,
+            position: slot.position,
+            limit: u64::from(slot.limit),
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

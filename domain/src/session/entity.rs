@@ -64,6 +64,7 @@ pub struct Session {
 /// Every field of a session as plain values: what repositories store and the wire carries.
 /// Turning one back into a [`Session`] re-checks all invariants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionRecord {
     /// See [`Session::id`].
     pub id: SessionId,

@@ -10,6 +10,7 @@ use crate::ids::SessionId;
 /// `{"type":"status_changed","session_id":"…","from":"queued","to":"running",…}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SessionEvent {
     /// The session was created (status `pending`).
     Created {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Cumulative consumption of one session. Only ever grows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionMetrics {
     /// Prompt tokens sent to the model.
     pub tokens_input: u64,
@@ -35,6 +36,7 @@ pub struct ExecutionMetrics {
 /// distinct files (see [`ExecutionMetrics::absorb`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricsDelta {
     /// Additional prompt tokens.
     pub tokens_input: u64,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The `session.workspace` event's payload.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkspaceRecord {
     /// The session branch, `oio/session-<uuid>`.
     #[serde(default)]
@@ -32,6 +33,7 @@ pub struct WorkspaceRecord {
 
 /// One changed file of a [`WorkspaceRecord`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangedFileRecord {
     /// Path relative to the repository root.
     pub path: String,

@@ -64,6 +64,7 @@ pub struct Task {
 
 /// Every field of a task as plain values, for storage and the wire.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskRecord {
     /// See [`Task::id`].
     pub id: TaskId,
@@ -525,6 +526,7 @@ fn check_execution(execution: &TaskExecution) -> Result<(), TaskError> {
 /// The agent a task is routed to, and why: the explanation lists every candidate's score parts,
 /// as operators see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskAssignment {
     /// The chosen agent's name.
     pub agent: String,

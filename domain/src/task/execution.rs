@@ -25,6 +25,7 @@ pub const MAX_RETRIES: u32 = 10;
 /// What happens when a leaf task's session fails.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FailurePolicy {
     /// The tree fails: nothing new starts, running sessions are cancelled, the rest is cancelled.
     #[default]
@@ -65,6 +66,7 @@ impl FailurePolicy {
 
 /// How a root task's tree runs. Present on a root once it was started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TreeRun {
     /// The git repository every session of the tree works on (each in its own worktree).
     pub workspace: String,
@@ -86,6 +88,7 @@ pub struct TreeRun {
 /// A task tree's budget: every session of the tree counts against `cap`; `reserved` is the
 /// estimate checked against it when the tree started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TreeBudget {
     /// The caps for the whole tree.
     pub cap: crate::guardrails::Budget,
@@ -95,6 +98,7 @@ pub struct TreeBudget {
 
 /// What a finished leaf leaves for the tasks that depend on it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskResult {
     /// The session that did the work.
     pub session: Option<SessionId>,
@@ -112,6 +116,7 @@ pub struct TaskResult {
 
 /// A task's execution record: stored with the task, shown with it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskExecution {
     /// Only on a started root: how its tree runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]

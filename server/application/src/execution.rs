@@ -18,9 +18,9 @@ use std::time::Duration;
 use chrono::Utc;
 use domain::task::execution::{effective_dependencies, plan, Advance, SessionView};
 use domain::{
-    Budget, BudgetMetric, FailurePolicy, SessionId, SessionStatus, StopReason, Task, TaskError,
-    TaskFilter, TaskGraph, TaskId, TaskResult, TaskStatus, TreeBudget, TreeRun, ValidationError,
-    WorkspacePath, WorkspaceRecord,
+    Budget, BudgetMetric, FailurePolicy, SessionId, SessionLogEvent, SessionStatus, StopReason,
+    Task, TaskError, TaskFilter, TaskGraph, TaskId, TaskResult, TaskStatus, TreeBudget, TreeRun,
+    ValidationError, WorkspacePath, WorkspaceRecord,
 };
 use domain::{PageRequest, RoutingError};
 use serde::{Deserialize, Serialize};
@@ -545,24 +545,17 @@ impl TaskExecutor {
             ..TaskResult::default()
         };
         for event in events {
-            match event.event_type.as_str() {
-                WorkspaceRecord::EVENT_TYPE => {
-                    match serde_json::from_value::<WorkspaceRecord>(event.payload) {
-                        Ok(record) => {
-                            result.files = record.paths();
-                            result.branch = Some(record.branch);
-                            result.commit = record.snapshot;
-                        }
-                        Err(error) => {
-                            tracing::warn!(%session, %error, "unreadable workspace event skipped")
-                        }
-                    }
+            match SessionLogEvent::parse(&event.event_type, &event.payload) {
+                Some(SessionLogEvent::Workspace(record)) => {
+                    result.files = record.paths();
+                    result.branch = Some(record.branch);
+                    result.commit = record.snapshot;
                 }
-                "session.result" => {
-                    result.summary = event.payload["summary"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
+                Some(SessionLogEvent::Result(said)) => result.summary = said.summary,
+                None if [WorkspaceRecord::EVENT_TYPE, "session.result"]
+                    .contains(&event.event_type.as_str()) =>
+                {
+                    tracing::warn!(%session, kind = %event.event_type, "unreadable event skipped")
                 }
                 _ => {}
             }

@@ -22,12 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use domain::event_log::{InboxChange, InboxLogged};
 use domain::{
     InboxAnswer, InboxError, InboxItem, InboxItemId, InboxKind, InboxOption, InboxQuestion,
-    InboxReply, InboxRequest, SessionId,
+    InboxReply, InboxRequest, SessionId, SessionLogEvent,
 };
 use futures_util::StreamExt;
-use serde_json::json;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -35,9 +35,9 @@ use uuid::Uuid;
 pub use policy::{InboxSettings, Policies, PolicyAnswer, PolicyRule, RuleAnswer, RuleKind};
 
 use crate::ports::{
-    AgentEvent, AgentServer, AgentServerError, AgentServers, AgentSessionId, Aggregate, ChangeSet,
-    EventScope, InboxFilter, InboxRepository, NewEvent, PermissionReply, PermissionRequest,
-    QuestionRequest, RepositoryError, SessionAddress, UnitOfWork,
+    AgentEvent, AgentServer, AgentServerError, AgentServers, AgentSessionId, ChangeSet, EventScope,
+    InboxFilter, InboxRepository, NewEvent, PermissionReply, PermissionRequest, QuestionRequest,
+    RepositoryError, SessionAddress, UnitOfWork,
 };
 
 /// Most open items one escalation sweep looks at.
@@ -211,7 +211,7 @@ impl InboxService {
             kind = stored.kind.name(),
             "inbox item answered"
         );
-        self.mirror(&stored, "answered").await;
+        self.mirror(&stored, InboxChange::Answered).await;
         Ok(stored)
     }
 
@@ -232,7 +232,7 @@ impl InboxService {
             session = ?item.session,
             "inbox item recorded"
         );
-        self.mirror(&item, "asked").await;
+        self.mirror(&item, InboxChange::Asked).await;
         let Some(decision) = self.policies.decide(&item) else {
             return Ok(item);
         };
@@ -279,7 +279,7 @@ impl InboxService {
         match self.inbox.update(&item).await {
             Ok(stored) => {
                 tracing::info!(item = %stored.id, "inbox item settled elsewhere: expired");
-                self.mirror(&stored, "expired").await;
+                self.mirror(&stored, InboxChange::Expired).await;
                 Ok(Some(stored))
             }
             // Answered (by us, another replica) meanwhile: nothing to expire.
@@ -313,7 +313,7 @@ impl InboxService {
                         "inbox item unanswered: escalated"
                     );
                     crate::metrics::inbox_escalated();
-                    self.mirror(&stored, "escalated").await;
+                    self.mirror(&stored, InboxChange::Escalated).await;
                     escalated.push(stored);
                 }
                 // Answered or expired meanwhile.
@@ -494,26 +494,18 @@ impl InboxService {
         }
     }
 
-    /// Appends `inbox.<what>` to the item's session log (and so to the outbox and the live
+    /// Appends `inbox.<change>` to the item's session log (and so to the outbox and the live
     /// stream), when the session is ours. Best effort: the item is already stored.
-    async fn mirror(&self, item: &InboxItem, what: &str) {
+    async fn mirror(&self, item: &InboxItem, change: InboxChange) {
         let Some(session) = item.session else {
             return;
         };
         let mut changes = ChangeSet::new();
-        changes.event(NewEvent {
-            aggregate: Aggregate::Session,
-            aggregate_id: session.as_uuid(),
-            event_type: format!("inbox.{what}"),
-            payload: json!({
-                "item_id": item.id,
-                "kind": item.kind.name(),
-                "request_id": item.request_id,
-                "status": item.status,
-                "by": item.resolution.as_ref().map(|r| r.by.as_str()),
-            }),
-            occurred_at: Utc::now(),
-        });
+        changes.event(NewEvent::session_log(
+            session,
+            &SessionLogEvent::Inbox(change, InboxLogged::of(item)),
+            Utc::now(),
+        ));
         if let Err(error) = self.unit_of_work.commit(changes).await {
             tracing::debug!(%error, item = %item.id, "inbox event not logged on the session");
         }

@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use domain::{MetricsDelta, SessionStatus};
+use domain::{MetricsDelta, SessionEvent, SessionLogEvent, SessionStatus};
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -231,26 +231,22 @@ impl CommittedFacts {
     pub fn of(events: &[NewEvent]) -> Self {
         let mut facts = Self::default();
         for event in events.iter().filter(|e| e.aggregate == Aggregate::Session) {
-            let payload = &event.payload;
-            match event.event_type.strip_prefix("session.") {
-                Some("status_changed") => {
-                    let status = |field: &str| payload[field].as_str()?.parse().ok();
-                    if let Some(edge) = status("from").zip(status("to")) {
-                        facts.transitions.push(edge);
-                    }
+            match SessionLogEvent::parse(&event.event_type, &event.payload) {
+                Some(SessionLogEvent::Lifecycle(SessionEvent::StatusChanged {
+                    from, to, ..
+                })) => {
+                    facts.transitions.push((from, to));
                 }
-                Some("metrics_recorded") => {
-                    if let Ok(delta) =
-                        serde_json::from_value::<MetricsDelta>(payload["delta"].clone())
-                    {
-                        let u = &mut facts.usage;
-                        u.tokens_input += delta.tokens_input;
-                        u.tokens_output += delta.tokens_output;
-                        u.tokens_reasoning += delta.tokens_reasoning;
-                        u.tokens_cache_read += delta.tokens_cache_read;
-                        u.tokens_cache_write += delta.tokens_cache_write;
-                        u.cost_micro_usd += delta.cost_micro_usd;
-                    }
+                Some(SessionLogEvent::Lifecycle(SessionEvent::MetricsRecorded {
+                    delta, ..
+                })) => {
+                    let u = &mut facts.usage;
+                    u.tokens_input += delta.tokens_input;
+                    u.tokens_output += delta.tokens_output;
+                    u.tokens_reasoning += delta.tokens_reasoning;
+                    u.tokens_cache_read += delta.tokens_cache_read;
+                    u.tokens_cache_write += delta.tokens_cache_write;
+                    u.cost_micro_usd += delta.cost_micro_usd;
                 }
                 _ => {}
             }

@@ -161,6 +161,18 @@ pub struct TokenUsage {
     pub cache_write: u64,
 }
 
+impl From<TokenUsage> for domain::event_log::TokenCounts {
+    fn from(t: TokenUsage) -> Self {
+        Self {
+            input: t.input,
+            output: t.output,
+            reasoning: t.reasoning,
+            cache_read: t.cache_read,
+            cache_write: t.cache_write,
+        }
+    }
+}
+
 /// A session as the server knows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentSession {
@@ -236,6 +248,16 @@ impl MessageError {
             MessageErrorKind::Api => self.retryable.unwrap_or(false),
             MessageErrorKind::Unknown => true,
             _ => false,
+        }
+    }
+}
+
+impl From<MessageError> for domain::event_log::AgentErrorDetail {
+    fn from(e: MessageError) -> Self {
+        Self {
+            // The kind's Rust name (`ProviderAuth`, `Other("…")`), as the log has always shown.
+            kind: format!("{:?}", e.kind),
+            message: e.message,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! What the API exchanges, with their OpenAPI schemas. Domain types are carried as they serialise
-//! (documented as objects): the `domain` crate stays free of documentation concerns.
+//! What the API exchanges, with their OpenAPI schemas. Domain types are carried as they serialise,
+//! documented by the schemas `domain` derives behind its `openapi` feature (of their wire
+//! records: a `Session` serialises as its `SessionRecord`).
 
 use chrono::{DateTime, Utc};
 use domain::{Agent, FailurePolicy, Session, Task};
@@ -55,14 +56,22 @@ fn check_capabilities(capabilities: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A domain entity carried as it serialises: documented as an object with a description.
-macro_rules! object_schema {
-    ($dto:ident, $name:literal, $description:literal) => {
+/// A domain entity carried as it serialises, that is as its record: documented by the record's
+/// schema under the entity's name, with the API's own description.
+macro_rules! record_schema {
+    ($dto:ident, $record:ty, $name:literal, $description:literal) => {
         impl utoipa::PartialSchema for $dto {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::schema::ObjectBuilder::new()
-                    .description(Some($description))
-                    .into()
+                use utoipa::openapi::schema::Schema;
+                use utoipa::openapi::RefOr;
+                match <$record as utoipa::PartialSchema>::schema() {
+                    // The record's own doc comment speaks of Rust types.
+                    RefOr::T(Schema::Object(mut object)) => {
+                        object.description = Some($description.to_owned());
+                        RefOr::T(Schema::Object(object))
+                    }
+                    other => other,
+                }
             }
         }
 
@@ -70,28 +79,36 @@ macro_rules! object_schema {
             fn name() -> std::borrow::Cow<'static, str> {
                 std::borrow::Cow::Borrowed($name)
             }
+
+            fn schemas(
+                schemas: &mut Vec<(
+                    String,
+                    utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+                )>,
+            ) {
+                <$record as ToSchema>::schemas(schemas);
+            }
         }
     };
 }
 
-object_schema!(
+record_schema!(
     SessionDto,
+    domain::SessionRecord,
     "Session",
-    "A session as stored: id, title, prompt, workspace, agent, status, attempts, metrics, times, \
-     version, last_error and stop_reason (set when a guardrail stopped it: {\"code\": \
-     \"budget_exceeded\" | \"step_limit\" | \"tool_call_limit\" | \"wall_time\" | \
-     \"repeated_tool_failure\", ...})."
+    "A session as stored. `stop_reason` is set when a guardrail stopped it."
 );
-object_schema!(
+record_schema!(
     TaskDto,
+    domain::TaskRecord,
     "Task",
-    "A task as stored: id, parent, title, description, status, complexity, capabilities, \
-     subtasks, dependencies, routing decision, run record, times and version."
+    "A task as stored: its place in the tree, routing decision and run record."
 );
-object_schema!(
+record_schema!(
     AgentDto,
+    domain::AgentRecord,
     "Agent",
-    "An agent: name, model, capabilities, concurrency limit, track record and version."
+    "An agent: name, model, capabilities, concurrency limit and track record."
 );
 
 // --- errors -----------------------------------------------------------------------------------
@@ -120,7 +137,7 @@ pub struct SessionDto(pub Session);
 /// One page of sessions, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionPage {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<SessionDto>)]
     pub items: Vec<Session>,
     /// Pass as `after` for the next page; null on the last page.
     pub next: Option<String>,
@@ -178,7 +195,8 @@ impl From<CreateSessionBody> for CreateSessionRequest {
 pub struct SessionEventDto {
     pub seq: u64,
     pub event_type: String,
-    #[schema(value_type = Object)]
+    /// Typed by `event_type` (see `EventPayload`); carried as stored.
+    #[schema(value_type = EventPayload)]
     pub payload: serde_json::Value,
     pub occurred_at: DateTime<Utc>,
 }
@@ -297,7 +315,7 @@ pub struct TaskDto(pub Task);
 /// One page of root tasks, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskPage {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<TaskDto>)]
     pub items: Vec<Task>,
     pub next: Option<String>,
 }
@@ -324,7 +342,6 @@ pub struct StartTaskBody {
     pub max_parallel: Option<u32>,
     /// `{"kind": "fail_fast"}`, `{"kind": "continue"}` or `{"kind": "retry", "retries": n}`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub policy: Option<FailurePolicy>,
     /// The tree's token cap over all its sessions; the configured `guardrails.task_tree` when
     /// absent. The tree's estimate must fit before it starts.
@@ -378,7 +395,7 @@ impl CreateTaskBody {
 pub struct CreatedTasks {
     pub root: Uuid,
     /// Every task, the root first.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<TaskDto>)]
     pub tasks: Vec<Task>,
     /// The tree as text.
     pub rendered: String,
@@ -388,7 +405,7 @@ pub struct CreatedTasks {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskTree {
     pub root: Uuid,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<TaskDto>)]
     pub tasks: Vec<Task>,
 }
 
@@ -401,7 +418,7 @@ pub struct AgentDto(pub Agent);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentList {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<AgentDto>)]
     pub items: Vec<Agent>,
 }
 
@@ -527,7 +544,96 @@ pub struct StreamEvent {
     pub aggregate_id: Uuid,
     /// `<aggregate>.<kind>`, e.g. `session.status_changed`.
     pub event_type: String,
-    #[schema(value_type = Object)]
+    /// Typed by `event_type` (see `EventPayload`); carried as stored.
+    #[schema(value_type = EventPayload)]
     pub payload: serde_json::Value,
     pub occurred_at: DateTime<Utc>,
+}
+
+/// The schema of an event's `payload`, which `event_type` selects ([`domain::SessionLogEvent`]):
+/// one of the payload schemas, named in the description. Documentation only: payloads are
+/// relayed as stored.
+pub struct EventPayload;
+
+/// Registers each payload type's schema and lists `(event types, schema name)` for the
+/// description, from one list.
+macro_rules! event_payloads {
+    ($(($types:literal, $payload:ty)),* $(,)?) => {
+        const EVENT_PAYLOADS: &[(&str, fn() -> std::borrow::Cow<'static, str>)] =
+            &[$(($types, <$payload as ToSchema>::name)),*];
+
+        fn event_payload_schemas(
+            schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>,
+        ) {
+            $(
+                schemas.push((
+                    <$payload as ToSchema>::name().into_owned(),
+                    <$payload as utoipa::PartialSchema>::schema(),
+                ));
+                <$payload as ToSchema>::schemas(schemas);
+            )*
+        }
+    };
+}
+
+event_payloads!(
+    (
+        "session.created, session.status_changed, session.metrics_recorded",
+        domain::SessionEvent
+    ),
+    ("session.dispatched", domain::event_log::Dispatched),
+    ("session.reattached", domain::event_log::Reattached),
+    ("session.awaiting_slot", domain::event_log::AwaitingSlot),
+    ("session.slot_granted", domain::event_log::SlotGranted),
+    (
+        "session.agent_stream_resynced",
+        domain::event_log::AgentStreamResynced
+    ),
+    ("session.agent_retry", domain::event_log::AgentRetry),
+    ("session.agent_error", domain::event_log::AgentErrorReported),
+    ("session.agent_message", domain::event_log::AgentMessage),
+    ("session.tool", domain::event_log::ToolFinished),
+    (
+        "session.permission_asked",
+        domain::event_log::PermissionAsked
+    ),
+    ("session.question_asked", domain::event_log::QuestionAsked),
+    ("session.workspace", domain::WorkspaceRecord),
+    ("session.result", domain::event_log::SessionResult),
+    (
+        "session.guardrail_stopped",
+        domain::event_log::GuardrailStopped
+    ),
+    (
+        "inbox.asked, inbox.answered, inbox.escalated, inbox.expired",
+        domain::event_log::InboxLogged
+    ),
+);
+
+impl utoipa::PartialSchema for EventPayload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::AnyOfBuilder;
+        use utoipa::openapi::Ref;
+
+        let mut description = String::from("Depends on `event_type`:");
+        let mut any_of = AnyOfBuilder::new();
+        for (types, name) in EVENT_PAYLOADS {
+            let name = name();
+            description.push_str(&format!(" {types}: `{name}`;"));
+            any_of = any_of.item(Ref::from_schema_name(name));
+        }
+        description.push_str(" other kinds: an object of their own.");
+        any_of.description(Some(description)).into()
+    }
+}
+
+impl ToSchema for EventPayload {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        event_payload_schemas(schemas);
+    }
 }

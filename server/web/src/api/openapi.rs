@@ -44,6 +44,7 @@ use super::{admission, agents, dto, fleet, inbox, sessions, sse, tasks};
         dto::SessionPage,
         dto::CreateSessionBody,
         dto::SessionEventDto,
+        dto::EventPayload,
         dto::SessionEvents,
         dto::SessionDiff,
         dto::DiffFile,
@@ -90,4 +91,105 @@ pub struct ApiDoc;
 )]
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use utoipa::OpenApi;
+
+    use super::ApiDoc;
+
+    fn document() -> Value {
+        serde_json::to_value(ApiDoc::openapi()).unwrap()
+    }
+
+    fn refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    match (key.as_str(), v) {
+                        ("$ref", Value::String(r)) => out.push(r.clone()),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn entities_have_real_schemas_and_every_reference_resolves() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        for (name, fields) in [
+            (
+                "Session",
+                &["id", "status", "metrics", "stop_reason", "version"][..],
+            ),
+            (
+                "Task",
+                &["id", "status", "complexity", "execution", "assignment"],
+            ),
+            (
+                "Agent",
+                &["name", "capabilities", "model", "performance", "recent"],
+            ),
+        ] {
+            let properties = schemas[name]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{name} has no properties: {}", schemas[name]));
+            for field in fields {
+                assert!(properties.contains_key(*field), "{name}.{field}");
+            }
+        }
+        // Enumerations are spelled out.
+        let statuses = &schemas["SessionStatus"]["enum"];
+        assert!(
+            statuses.as_array().unwrap().contains(&"running".into()),
+            "{statuses}"
+        );
+
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        for reference in all {
+            let name = reference.strip_prefix("#/components/schemas/").unwrap();
+            assert!(schemas.get(name).is_some(), "dangling {reference}");
+        }
+    }
+
+    #[test]
+    fn event_payloads_are_typed_by_event_type() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        for dto in ["SessionEventDto", "StreamEvent"] {
+            assert_eq!(
+                schemas[dto]["properties"]["payload"]["$ref"], "#/components/schemas/EventPayload",
+                "{dto}"
+            );
+        }
+        let payload = &schemas["EventPayload"];
+        let alternatives = payload["anyOf"].as_array().unwrap();
+        assert_eq!(alternatives.len(), 16, "{payload}");
+        let description = payload["description"].as_str().unwrap();
+        assert!(
+            description.contains("session.awaiting_slot: `AwaitingSlot`"),
+            "{description}"
+        );
+        let slot = &schemas["AwaitingSlot"];
+        assert_eq!(slot["properties"]["position"]["type"], "integer", "{slot}");
+        let required = slot["required"].as_array().unwrap();
+        assert_eq!(required.len(), 4, "{slot}");
+        // The figures of a guardrail stop may be absent; the reason is typed.
+        let stop = &schemas["GuardrailStopped"];
+        assert!(!stop["required"]
+            .as_array()
+            .unwrap()
+            .contains(&"steps".into()));
+        assert_eq!(
+            stop["properties"]["reason"]["$ref"],
+            "#/components/schemas/StopReason"
+        );
+    }
 }
