@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use domain::event_log::GuardrailStopped;
 use domain::{Budget, BudgetScope, RunawayGuard, Session, Spend, StopReason};
-use serde_json::json;
 
 use crate::guardrails::{spent_by, Guardrails};
 use crate::ports::{AssistantMessage, Part, PartContent, ToolCallState};
@@ -209,16 +209,11 @@ impl RunGuard {
     }
 
     /// What the log says about a stop: the reason, typed and in words, and the figures.
-    pub(super) fn report(&self, reason: &StopReason) -> serde_json::Value {
-        let live = self.live();
-        json!({
-            "code": reason.code(),
-            "reason": reason,
-            "message": reason.to_string(),
-            "attempt_tokens": live.tokens,
-            "attempt_cost_micro_usd": live.cost_micro_usd,
-            "steps": self.runaway.steps(),
-            "tool_calls": self.runaway.tool_calls(),
-        })
+    pub(super) fn report(&self, reason: &StopReason) -> GuardrailStopped {
+        GuardrailStopped::new(reason).with_figures(
+            self.live(),
+            self.runaway.steps(),
+            self.runaway.tool_calls(),
+        )
     }
 }

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use domain::event_log::{AwaitingSlot, Dispatched, Reattached, SlotGranted};
 use domain::SessionStatus;
 use serde_json::json;
 use tokio::sync::watch;
@@ -14,8 +15,8 @@ use super::{after, Run, Stop, Unprepared};
 use crate::admission::{Permit, DEFAULT_POOL};
 use crate::engine::EngineStats;
 use crate::ports::{
-    AgentServerError, Aggregate, ChangeSet, CreateSession, MessageId, ModelRef, NewEvent,
-    PromptRequest, QueueOp, RemoteRef,
+    AgentServerError, ChangeSet, CreateSession, MessageId, ModelRef, NewEvent, PromptRequest,
+    QueueOp, RemoteRef,
 };
 
 /// Most often a session waiting for an admission slot logs its new position.
@@ -27,11 +28,11 @@ impl Run<'_> {
     pub(super) async fn reattach(&mut self, remote: RemoteRef) -> Result<(), Stop> {
         let pool = self.admission_pool().await;
         self.slot = Some(self.shared.admission.occupy(&pool));
-        self.log(
-            "reattached",
-            json!({ "server": remote.server, "remote_session": remote.session,
-                    "fence": self.lease.fence }),
-        )
+        self.log(Reattached {
+            server: remote.server.clone(),
+            remote_session: remote.session.clone(),
+            fence: self.lease.fence,
+        })
         .await?;
         self.remote = Some(remote);
         Ok(())
@@ -75,20 +76,19 @@ impl Run<'_> {
             changes.event(&started);
         }
         changes
-            .event(NewEvent::new(
-                Aggregate::Session,
-                self.session.id().as_uuid(),
-                "dispatched",
-                json!({
-                    "server": remote.server,
-                    "remote_session": remote.session,
-                    "directory": directory,
-                    "branch": workspace.branch,
-                    "base_commit": workspace.base_commit,
-                    "attempt": self.session.attempt(),
-                    "fence": self.lease.fence,
-                    "recovered": self.claim.recovered,
-                }),
+            .event(NewEvent::session_log(
+                self.session.id(),
+                &Dispatched {
+                    server: remote.server.clone(),
+                    remote_session: remote.session.clone(),
+                    directory: directory.clone(),
+                    branch: workspace.branch.clone(),
+                    base_commit: workspace.base_commit.clone(),
+                    attempt: self.session.attempt(),
+                    fence: self.lease.fence,
+                    recovered: self.claim.recovered,
+                }
+                .into(),
                 now,
             ))
             .update_session(&self.session)
@@ -129,10 +129,9 @@ impl Run<'_> {
 
     /// The admission pool of this session's turn: `provider/model`, or the default pool.
     async fn admission_pool(&self) -> String {
-        self.model().await.map_or_else(
-            || DEFAULT_POOL.to_owned(),
-            |m| m.to_string(),
-        )
+        self.model()
+            .await
+            .map_or_else(|| DEFAULT_POOL.to_owned(), |m| m.to_string())
     }
 
     /// Waits for a slot of the session's admission pool, logging `awaiting_slot` (pool, position,
@@ -158,10 +157,10 @@ impl Run<'_> {
                     let waited_ms =
                         u64::try_from(waiting.elapsed().as_millis()).unwrap_or(u64::MAX);
                     tracing::info!(pool, waited_ms, "admission slot granted");
-                    self.log(
-                        "slot_granted",
-                        json!({ "pool": pool, "waited_ms": waited_ms }),
-                    )
+                    self.log(SlotGranted {
+                        pool: pool.clone(),
+                        waited_ms,
+                    })
                     .await
                     .map_err(Unprepared::Stop)?;
                 }
@@ -180,11 +179,12 @@ impl Run<'_> {
                             "awaiting an admission slot"
                         );
                     }
-                    self.log(
-                        "awaiting_slot",
-                        json!({ "pool": pool, "position": status.position,
-                                "limit": status.limit, "in_use": status.in_use }),
-                    )
+                    self.log(AwaitingSlot {
+                        pool: pool.clone(),
+                        position: status.position as u64,
+                        limit: status.limit,
+                        in_use: status.in_use,
+                    })
                     .await
                     .map_err(Unprepared::Stop)?;
                     logged = Some((status.position, Instant::now()));

@@ -3,13 +3,13 @@
 //! with the agent's track record; then the worktree's server instance and worktree let go.
 
 use chrono::Utc;
+use domain::event_log::{GuardrailStopped, SessionResult};
 use domain::session::ChangedFileRecord;
 use domain::{MetricsDelta, SessionStatus, WorkspaceRecord};
-use serde_json::json;
 
 use super::{after, Outcome, Run, Stop};
 use crate::ports::workspaces::CleanupPolicy;
-use crate::ports::{Aggregate, ChangeSet, NewEvent, PartContent, QueueOp, RepositoryError};
+use crate::ports::{ChangeSet, NewEvent, PartContent, QueueOp, RepositoryError};
 
 impl Run<'_> {
     /// Consumption of this attempt, read from the server (every reply to our prompt), and the
@@ -138,22 +138,17 @@ impl Run<'_> {
             changes.event(&event);
         }
         if let Some(record) = workspace_event {
-            changes.event(NewEvent::new(
-                Aggregate::Session,
-                self.session.id().as_uuid(),
-                WorkspaceRecord::KIND,
-                // Plain data: serialising it cannot fail.
-                serde_json::to_value(record).expect("workspace records serialise"),
+            changes.event(NewEvent::session_log(
+                self.session.id(),
+                &record.into(),
                 now,
             ));
         }
         if let Some(summary) = summary {
             // What the agent said it did: dependents of a task read it (untrusted text).
-            changes.event(NewEvent::new(
-                Aggregate::Session,
-                self.session.id().as_uuid(),
-                "result",
-                json!({ "summary": summary }),
+            changes.event(NewEvent::session_log(
+                self.session.id(),
+                &SessionResult { summary }.into(),
                 now,
             ));
         }
@@ -164,12 +159,10 @@ impl Run<'_> {
                     .guard
                     .as_ref()
                     .map(|guard| guard.report(&reason))
-                    .unwrap_or_else(|| json!({ "code": reason.code(), "reason": reason, "message": reason.to_string() }));
-                changes.event(NewEvent::new(
-                    Aggregate::Session,
-                    self.session.id().as_uuid(),
-                    "guardrail_stopped",
-                    report,
+                    .unwrap_or_else(|| GuardrailStopped::new(&reason));
+                changes.event(NewEvent::session_log(
+                    self.session.id(),
+                    &report.into(),
                     now,
                 ));
                 crate::metrics::record_guardrail_stop(reason.code());

@@ -9,8 +9,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use domain::event_log::{
+    AgentErrorReported, AgentMessage, AgentRetry, AgentStreamResynced, PermissionAsked,
+    QuestionAsked, ToolFinished, ToolOutcome,
+};
 use futures_util::StreamExt;
-use serde_json::json;
 use tokio::sync::watch;
 
 use super::lease::{interruption, Interrupt};
@@ -194,7 +197,7 @@ impl Run<'_> {
             AgentEvent::ServerConnected => Ok(true),
             AgentEvent::Resynced => {
                 // Events may be missing (a dropped stream, or a restarted server): reconcile.
-                self.log("agent_stream_resynced", json!({})).await?;
+                self.log(AgentStreamResynced {}).await?;
                 Ok(true)
             }
             AgentEvent::SessionStatus {
@@ -214,21 +217,16 @@ impl Run<'_> {
                 if let Some(slot) = &self.slot {
                     slot.rate_limited();
                 }
-                self.log(
-                    "agent_retry",
-                    json!({ "attempt": attempt, "message": message }),
-                )
-                .await?;
+                self.log(AgentRetry { attempt, message }).await?;
                 Ok(false)
             }
             AgentEvent::SessionError {
                 session_id: Some(session_id),
                 error,
             } if &session_id == remote => {
-                self.log(
-                    "agent_error",
-                    json!({ "error": error.map(|e| json!({ "kind": format!("{:?}", e.kind), "message": e.message })) }),
-                )
+                self.log(AgentErrorReported {
+                    error: error.map(Into::into),
+                })
                 .await?;
                 Ok(true)
             }
@@ -237,16 +235,13 @@ impl Run<'_> {
                 message: Message::Assistant(message),
             } if &session_id == remote && message.completed_at.is_some() => {
                 if self.logged.insert(message.id.as_str().to_owned()) {
-                    self.log(
-                        "agent_message",
-                        json!({
-                            "message_id": message.id.as_str(),
-                            "finish": message.finish,
-                            "tokens": message.tokens,
-                            "cost": message.cost,
-                            "error": message.error.as_ref().map(|e| e.message.clone()),
-                        }),
-                    )
+                    self.log(AgentMessage {
+                        message_id: message.id.as_str().to_owned(),
+                        finish: message.finish.clone(),
+                        tokens: message.tokens.into(),
+                        cost: message.cost,
+                        error: message.error.as_ref().map(|e| e.message.clone()),
+                    })
                     .await?;
                 }
                 Ok(false)
@@ -259,30 +254,32 @@ impl Run<'_> {
                     );
                     if done && self.logged.insert(part.id.clone()) {
                         let status = match state {
-                            ToolCallState::Completed { .. } => "completed",
-                            _ => "error",
+                            ToolCallState::Completed { .. } => ToolOutcome::Completed,
+                            _ => ToolOutcome::Error,
                         };
-                        self.log("tool", json!({ "tool": tool, "status": status }))
-                            .await?;
+                        self.log(ToolFinished {
+                            tool: tool.clone(),
+                            status,
+                        })
+                        .await?;
                     }
                 }
                 Ok(false)
             }
             AgentEvent::PermissionAsked(request) if &request.session_id == remote => {
-                self.log(
-                    "permission_asked",
-                    json!({ "request_id": request.id, "permission": request.permission,
-                            "patterns": request.patterns }),
-                )
+                self.log(PermissionAsked {
+                    request_id: request.id,
+                    permission: request.permission,
+                    patterns: request.patterns,
+                })
                 .await?;
                 Ok(false)
             }
             AgentEvent::QuestionAsked(request) if &request.session_id == remote => {
-                self.log(
-                    "question_asked",
-                    json!({ "request_id": request.id,
-                            "questions": request.questions.iter().map(|q| q.question.clone()).collect::<Vec<_>>() }),
-                )
+                self.log(QuestionAsked {
+                    request_id: request.id,
+                    questions: request.questions.into_iter().map(|q| q.question).collect(),
+                })
                 .await?;
                 Ok(false)
             }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use domain::{Session, StopReason};
+use domain::{Session, SessionLogEvent, StopReason};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -28,8 +28,8 @@ use super::{EngineStats, Shared};
 use crate::admission::Permit;
 use crate::ports::workspaces::Workspace;
 use crate::ports::{
-    AgentServer, AgentServerError, AgentSessionId, Aggregate, ChangeSet, Claim, NewEvent,
-    QueueLease, QueueOp, RemoteRef, RepositoryError, SessionAddress,
+    AgentServer, AgentServerError, AgentSessionId, ChangeSet, Claim, NewEvent, QueueLease, QueueOp,
+    RemoteRef, RepositoryError, SessionAddress,
 };
 use dispatch::DispatchError;
 use lease::{LeaseKeeper, LeaseState};
@@ -273,13 +273,11 @@ impl Run<'_> {
     }
 
     /// A fenced append to the session's event log.
-    async fn log(&self, kind: &str, payload: serde_json::Value) -> Result<(), Stop> {
+    async fn log(&self, event: impl Into<SessionLogEvent>) -> Result<(), Stop> {
         let mut changes = ChangeSet::new();
-        changes.guard(&self.lease).event(NewEvent::new(
-            Aggregate::Session,
-            self.session.id().as_uuid(),
-            kind,
-            payload,
+        changes.guard(&self.lease).event(NewEvent::session_log(
+            self.session.id(),
+            &event.into(),
             Utc::now(),
         ));
         self.shared.deps.unit_of_work.commit(changes).await?;
