@@ -8,7 +8,7 @@ use std::sync::Arc;
 use app::{shell, App};
 use axum::Router;
 use leptos::prelude::*;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use tokio::net::TcpListener;
 
 use secrecy::ExposeSecret;
@@ -46,6 +46,20 @@ pub enum StartupError {
     Supervisor(#[from] crate::adapters::opencode::SupervisorError),
     #[error("distributed lock (Redis): {0}")]
     Lock(#[from] LockError),
+}
+
+/// The app's routes, listed once per process.
+///
+/// Listing them renders the app once with every resource suppressed, and Leptos keeps that
+/// suppression in a process-wide flag (`leptos_server`'s `SuppressResourceLoad`, see
+/// leptos-rs/leptos#4773): a resource whose fetch is first polled on any thread while the flag
+/// is up never loads (its future parks on `pending()` for good), so the `SsrMode::Async` page
+/// waiting for it never answers. An application built while another one in the same process
+/// serves pages (tests, replicas side by side) would stall those pages at random. Listed once,
+/// before the first application of the process serves anything, the flag is never raised again.
+pub fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 /// How long a stopping replica waits for its runners to hand their leases back.
@@ -209,7 +223,7 @@ impl Application {
             secure_cookie: settings.auth.secure_cookie,
             public_status: settings.auth.public_status,
         };
-        let routes = generate_route_list(App);
+        let routes = route_list();
         let router = Router::new()
             .leptos_routes_with_context(
                 &leptos_options,
@@ -328,5 +342,48 @@ impl Application {
             engine.stop(DRAIN_GRACE).await;
         }
         served
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// What an `SsrMode::Async` page waits for: a resource created, and awaited, under its own
+    /// owner.
+    async fn load_a_resource() -> Option<u32> {
+        let owner = Owner::new();
+        let resource = owner.with(|| ArcResource::<u32>::new(|| (), |_| async { 42 }));
+        tokio::time::timeout(Duration::from_secs(5), resource)
+            .await
+            .ok()
+    }
+
+    /// Another application of the process listing its routes (as `Application::build` does)
+    /// while a page loads its data must not leave that data pending for ever: when every build
+    /// listed the routes anew, this resource parked on Leptos's process-wide suppression flag
+    /// and the timeout fired.
+    #[tokio::test]
+    async fn listing_the_routes_again_never_stalls_a_resource_loading_meanwhile() {
+        // As the first application of the process does before it serves.
+        let routes = route_list().len();
+        assert!(routes > 5, "the app's pages are listed: {routes}");
+        let lister = std::thread::spawn(move || {
+            // Listing renders the app, which spawns its tasks on the current runtime.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime");
+            let _entered = runtime.enter();
+            for _ in 0..50 {
+                assert_eq!(route_list().len(), routes);
+            }
+        });
+        let mut loads = 0;
+        while !lister.is_finished() || loads < 50 {
+            assert_eq!(load_a_resource().await, Some(42), "load {loads} stalled");
+            loads += 1;
+        }
+        lister.join().expect("the routes were listed");
     }
 }

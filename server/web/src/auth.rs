@@ -12,6 +12,7 @@
 //! to `/login?next=…`. A role too low gets 403.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Form, Query, Request, State};
@@ -20,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use domain::Role;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -31,6 +33,8 @@ pub const SESSION_COOKIE: &str = "oio_session";
 const LOGIN_CSRF_COOKIE: &str = "oio_login_csrf";
 pub const CSRF_FIELD: &str = "csrf_token";
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a sign-in form stays valid (the life of its CSRF cookie).
+const LOGIN_FORM_TTL: Duration = Duration::from_secs(3600);
 /// Largest form body the CSRF check reads (forms are small; the API's own limit still applies).
 const MAX_FORM_BYTES: usize = 256 * 1024;
 
@@ -105,16 +109,31 @@ pub struct AuthState {
     pub public_status: bool,
 }
 
-/// `Cookie` header value of `name`, if sent.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+/// One of our cookies: sent back only to this site (`Path=/`), never readable by scripts
+/// (`HttpOnly`), never sent along with a request another site starts (`SameSite=Strict`), and
+/// over HTTPS only when the deployment says it is served so (`auth.secure_cookie`).
+fn our_cookie(
+    name: &'static str,
+    value: String,
+    max_age: Duration,
+    secure: bool,
+) -> Cookie<'static> {
+    let max_age = time::Duration::try_from(max_age).unwrap_or(time::Duration::MAX);
+    Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .max_age(max_age)
+        .build()
+}
+
+/// What deletes the browser's cookie `name`: the same cookie, empty and already expired (a
+/// cookie is only replaced by one with the same name and path).
+fn removal(name: &'static str, secure: bool) -> Cookie<'static> {
+    let mut cookie = our_cookie(name, String::new(), Duration::ZERO, secure);
+    cookie.make_removal();
+    cookie
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -265,8 +284,8 @@ async fn principal_of(
     if let Some(token) = bearer(headers) {
         return state.service.token(token).await.map(Some);
     }
-    match cookie(headers, SESSION_COOKIE) {
-        Some(value) => state.service.session(value).await.map(Some),
+    match CookieJar::from_headers(headers).get(SESSION_COOKIE) {
+        Some(cookie) => state.service.session(cookie.value()).await.map(Some),
         None => Ok(None),
     }
 }
@@ -371,14 +390,6 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn cookie_header(name: &str, value: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
-    ))
-    .expect("cookie values are hex")
-}
-
 fn login_page(
     state: &AuthState,
     status: StatusCode,
@@ -408,15 +419,14 @@ fn login_page(
         next = escape(next),
         user = escape(username),
     );
-    let mut response = (status, Html(page("SIGN IN", &body))).into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(LOGIN_CSRF_COOKIE, &csrf, 3600, state.secure_cookie),
-    );
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    let csrf_cookie = our_cookie(LOGIN_CSRF_COOKIE, csrf, LOGIN_FORM_TTL, state.secure_cookie);
+    (
+        status,
+        CookieJar::new().add(csrf_cookie),
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(page("SIGN IN", &body)),
+    )
+        .into_response()
 }
 
 async fn login_form(State(state): State<AuthState>, Query(query): Query<LoginQuery>) -> Response {
@@ -431,11 +441,11 @@ async fn login_form(State(state): State<AuthState>, Query(query): Query<LoginQue
 
 async fn login(
     State(state): State<AuthState>,
-    headers: HeaderMap,
+    jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
-    let cookie_csrf = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    let cookie_csrf = jar.get(LOGIN_CSRF_COOKIE).map_or("", |c| c.value());
     if cookie_csrf.is_empty() || !same_secret(cookie_csrf, &form.csrf_token) {
         return login_page(
             &state,
@@ -448,22 +458,17 @@ async fn login(
     match state.service.sign_in(&form.username, &form.password).await {
         Ok(signed_in) => {
             tracing::info!(user = %signed_in.principal.name, "signed in");
-            let mut response = Redirect::to(&next).into_response();
-            let headers = response.headers_mut();
-            headers.append(
-                header::SET_COOKIE,
-                cookie_header(
-                    SESSION_COOKIE,
-                    signed_in.cookie.expose_secret(),
-                    state.service.session_ttl().as_secs(),
-                    state.secure_cookie,
-                ),
+            let session = our_cookie(
+                SESSION_COOKIE,
+                signed_in.cookie.expose_secret().to_owned(),
+                state.service.session_ttl(),
+                state.secure_cookie,
             );
-            headers.append(
-                header::SET_COOKIE,
-                cookie_header(LOGIN_CSRF_COOKIE, "", 0, state.secure_cookie),
-            );
-            response
+            // The sign-in form's token has served its purpose.
+            let jar = jar
+                .add(session)
+                .add(removal(LOGIN_CSRF_COOKIE, state.secure_cookie));
+            (jar, Redirect::to(&next)).into_response()
         }
         Err(AuthError::Unavailable(detail)) => {
             tracing::warn!(%detail, "sign-in failed: credential store unavailable");
@@ -486,18 +491,14 @@ async fn login(
 }
 
 /// Ends the browser session (the middleware already checked its CSRF token).
-async fn logout(State(state): State<AuthState>, headers: HeaderMap) -> Response {
-    if let Some(value) = cookie(&headers, SESSION_COOKIE) {
-        if let Err(e) = state.service.sign_out(value).await {
+async fn logout(State(state): State<AuthState>, jar: CookieJar) -> Response {
+    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+        if let Err(e) = state.service.sign_out(cookie.value()).await {
             tracing::warn!(error = %e, "sign-out: could not delete the session");
         }
     }
-    let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(SESSION_COOKIE, "", 0, state.secure_cookie),
-    );
-    response
+    let jar = jar.add(removal(SESSION_COOKIE, state.secure_cookie));
+    (jar, Redirect::to("/login")).into_response()
 }
 
 #[cfg(test)]
@@ -559,19 +560,44 @@ mod tests {
     }
 
     #[test]
-    fn cookies_and_bearer_tokens_are_read_from_headers() {
+    fn bearer_tokens_are_read_from_the_authorization_header() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; oio_session=abc; b=2"),
-        );
+        assert_eq!(bearer(&headers), None);
         headers.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("bearer oio_x"),
         );
-        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
-        assert_eq!(cookie(&headers, "c"), None);
         assert_eq!(bearer(&headers), Some("oio_x"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eA=="),
+        );
+        assert_eq!(bearer(&headers), None);
+    }
+
+    #[test]
+    fn our_cookies_are_http_only_strict_site_wide_with_a_max_age_and_secure_when_asked() {
+        let plain = our_cookie(
+            SESSION_COOKIE,
+            "abc".into(),
+            Duration::from_secs(7200),
+            false,
+        )
+        .to_string();
+        assert_eq!(
+            plain,
+            "oio_session=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=7200"
+        );
+        let secure = our_cookie(LOGIN_CSRF_COOKIE, "x".into(), LOGIN_FORM_TTL, true).to_string();
+        assert!(secure.contains("; Secure"), "{secure}");
+        let removed = removal(SESSION_COOKIE, true).to_string();
+        assert!(
+            removed.starts_with("oio_session=;")
+                && removed.contains("Path=/")
+                && removed.contains("Max-Age=0")
+                && removed.contains("Secure"),
+            "{removed}"
+        );
     }
 
     #[test]

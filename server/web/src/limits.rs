@@ -2,6 +2,11 @@
 //! (`[http]` settings). Both refuse in the API's JSON error shape: 413 naming the field `body`,
 //! and 429 with a `Retry-After` header.
 //!
+//! The body limit is tower-http's [`RequestBodyLimitLayer`]: it refuses a declared length over the
+//! limit before any handler runs, and cuts a streamed body off at the limit however it is read
+//! (axum's extractors, Leptos's server functions). Its refusal, and axum's extractors' own, are
+//! plain text; [`LimitsService`] answers every such 413 in the API's shape instead.
+//!
 //! The rate limit is keyed by client: the [`RateKey`] extension when an earlier (outer) layer set
 //! one — authentication does, for authenticated principals (`token:<id>`) — else the peer IP
 //! (`ip:<addr>`, from [`ConnectInfo`]; serve with `into_make_service_with_connect_info`), else
@@ -14,20 +19,21 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use std::task::{Context, Poll};
-
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
-use axum::http::header::CONTENT_LENGTH;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::{BoxError, Router};
 use futures_util::future::BoxFuture;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use tower::{Layer, Service};
+use tower_http::limit::{RequestBodyLimit, RequestBodyLimitLayer};
 
 use crate::api::ApiError;
 use crate::settings::HttpSettings;
@@ -65,13 +71,14 @@ pub struct LimitsLayer {
 }
 
 impl<S> Layer<S> for LimitsLayer {
-    type Service = LimitsService<<DefaultBodyLimit as Layer<S>>::Service>;
+    type Service = LimitsService<RequestBodyLimit<<DefaultBodyLimit as Layer<S>>::Service>>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        // axum's extractors (`Bytes`, `Json`, `Form`) would otherwise also apply their own 2 MB
+        // default, refusing bodies the configured limit allows.
+        let inner = DefaultBodyLimit::disable().layer(inner);
         LimitsService {
-            // axum's own body extractors (`Bytes`, `Json`, `Form`) read up to the same limit
-            // rather than their 2 MB default.
-            inner: DefaultBodyLimit::max(self.max_body).layer(inner),
+            inner: RequestBodyLimitLayer::new(self.max_body).layer(inner),
             max_body: self.max_body,
             limiter: self.limiter.clone(),
         }
@@ -85,11 +92,13 @@ pub struct LimitsService<S> {
     limiter: Option<Arc<ClientRateLimiter>>,
 }
 
-impl<S> Service<Request> for LimitsService<S>
+impl<S, B> Service<Request> for LimitsService<S>
 where
-    S: Service<Request, Response = Response>,
+    S: Service<Request, Response = axum::http::Response<B>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     type Response = Response;
     type Error = S::Error;
@@ -100,40 +109,42 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if let Some(refusal) = self.refusal(&request) {
+        if let Some(refusal) = self.rate_limited(&request) {
             return Box::pin(std::future::ready(Ok(refusal)));
         }
-        // A streamed body is cut off at the limit: its reader then fails with a length-limit
-        // error, which the API answers with 413.
-        let (parts, body) = request.into_parts();
-        let limited = Body::new(http_body_util::Limited::new(body, self.max_body));
-        Box::pin(self.inner.call(Request::from_parts(parts, limited)))
+        let max_body = self.max_body;
+        let response = self.inner.call(request);
+        Box::pin(async move { Ok(too_large_as_json(response.await?.map(Body::new), max_body)) })
     }
 }
 
 impl<S> LimitsService<S> {
-    /// The answer to a request refused before it goes further: over its client's rate (429), or
-    /// with a declared body over the limit (413).
-    fn refusal(&self, request: &Request) -> Option<Response> {
-        if let Some(limiter) = &self.limiter {
-            if !UNLIMITED_PATHS.contains(&request.uri().path()) {
-                let key = client_key(request);
-                if let Err(wait) = limiter.check(&key) {
-                    tracing::debug!(%key, ?wait, "request rate limited");
-                    let retry_after_secs = retry_after_secs(wait);
-                    return Some(ApiError::RateLimited { retry_after_secs }.into_response());
-                }
-            }
+    /// The 429 answer to a request over its client's rate, if it is.
+    fn rate_limited(&self, request: &Request) -> Option<Response> {
+        let limiter = self.limiter.as_ref()?;
+        if UNLIMITED_PATHS.contains(&request.uri().path()) {
+            return None;
         }
-        let declared = request
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.max_body as u64) {
-            return Some(ApiError::too_large(self.max_body).into_response());
-        }
-        None
+        let key = client_key(request);
+        let wait = limiter.check(&key).err()?;
+        tracing::debug!(%key, ?wait, "request rate limited");
+        let retry_after_secs = retry_after_secs(wait);
+        Some(ApiError::RateLimited { retry_after_secs }.into_response())
+    }
+}
+
+/// A 413 in plain text (tower-http's refusal of a declared length, axum's extractors' refusal of
+/// a body cut off at the limit) as the API's error naming `body`; any other response as it is.
+fn too_large_as_json(response: Response, max_body: usize) -> Response {
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        ApiError::too_large(max_body).into_response()
+    } else {
+        response
     }
 }
 
@@ -221,7 +232,8 @@ mod tests {
     use super::*;
 
     use axum::body::to_bytes;
-    use axum::http::{HeaderValue, StatusCode};
+    use axum::http::header::CONTENT_LENGTH;
+    use axum::http::HeaderValue;
     use axum::routing::{get, post};
     use tower::ServiceExt;
 
@@ -327,6 +339,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = json_of(response).await;
+        assert_eq!(body["error"]["field"], "body", "{body}");
         let response = app
             .oneshot(
                 Request::post("/echo")
@@ -336,6 +350,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_413_already_in_the_api_shape_is_passed_on_unchanged() {
+        let inner = Router::new().route(
+            "/own",
+            post(|| async { ApiError::TooLarge("its own words".to_owned()) }),
+        );
+        let response = apply(inner, &settings(16, 0, 0))
+            .oneshot(Request::post("/own").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = json_of(response).await;
+        assert_eq!(body["error"]["message"], "its own words", "{body}");
     }
 
     #[tokio::test]
