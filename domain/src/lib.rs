@@ -16,9 +16,9 @@ pub mod ids;
 pub mod inbox;
 pub mod performance;
 pub mod query;
-pub mod task_routing;
 pub mod session;
 pub mod task;
+pub mod task_routing;
 pub mod validation;
 
 pub use agent::{
@@ -38,7 +38,6 @@ pub use inbox::{
 };
 pub use performance::{DecayedStats, RecentPerformance};
 pub use query::{Cursor, Page, PageRequest, SessionFilter, TaskFilter};
-pub use task_routing::{route, AgentScore, Candidate, RoutingDecision, RoutingError, RoutingWeights};
 pub use session::{
     ExecutionMetrics, MetricsDelta, NewSession, ParseSessionStatusError, Prompt, Session,
     SessionCommand, SessionError, SessionEvent, SessionOutcome, SessionRecord, SessionStatus,
@@ -48,5 +47,8 @@ pub use task::{
     FailurePolicy, NewTask, ParseTaskComplexityError, ParseTaskStatusError, Task, TaskAssignment,
     TaskComplexity, TaskError, TaskExecution, TaskGraph, TaskRecord, TaskResult, TaskStatus,
     TaskTitle, TreeBudget, TreeRun,
+};
+pub use task_routing::{
+    route, AgentScore, Candidate, RoutingDecision, RoutingError, RoutingWeights,
 };
 pub use validation::ValidationError;

@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 
 use chrono::{TimeZone, Utc};
-use domain::task_routing::{performance_score, route, score, Candidate, RoutingError, RoutingWeights};
+use domain::task_routing::{
+    performance_score, route, score, Candidate, RoutingError, RoutingWeights,
+};
 use domain::{Agent, AgentCapability, AgentId, AgentPerformanceMetrics, AgentRecord};
 use proptest::prelude::*;
 use uuid::Uuid;

@@ -14,8 +14,8 @@ pub mod inbox;
 pub mod lifecycle;
 pub mod metrics;
 pub mod ports;
-pub mod task_routing;
 pub mod settings;
+pub mod task_routing;
 mod task_services;
 
 pub use admission::{Admission, AdmissionConfig, AdmissionStatus};

@@ -444,7 +444,7 @@ async fn three_replicas_two_opencode_servers_200_sessions_survive_a_kill_9() {
         .await
         .expect("attempts")
         .iter()
-        .map(|r| (r.get("id"), i64::from(r.get::<i32, _>("attempt"))))
+        .map(|r| (r.get("id"), r.get::<i64, _>("attempt")))
         .collect();
 
     let agent_requests = llm.agent_requests();

@@ -125,7 +125,11 @@ impl<'a> Git<'a> {
         let mut command = self.command();
         for key in &drivers {
             // An empty program is no program; a filter that is not required may then be absent.
-            let off = if key.ends_with(".required") { "false" } else { "" };
+            let off = if key.ends_with(".required") {
+                "false"
+            } else {
+                ""
+            };
             command.arg("-c").arg(format!("{key}={off}"));
         }
         command.args(&self.args);

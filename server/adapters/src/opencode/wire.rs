@@ -131,7 +131,6 @@ fn model_ref(provider: String, model: String) -> Option<ModelRef> {
     ModelRef::new(provider, model).ok()
 }
 
-
 /// A session's model: `{id, providerID}`.
 #[derive(Deserialize)]
 struct SessionModel {

@@ -17,7 +17,9 @@ use domain::{SessionId, TaskId};
 
 use super::decode::Columns;
 use super::driver::{Backend, Exec, Sql, Tx};
-use super::{agents, dispatch_queue, map_sqlx_error, outbox, sessions, table_of, tasks, uuid_of, SqlStore};
+use super::{
+    agents, dispatch_queue, map_sqlx_error, outbox, sessions, table_of, tasks, uuid_of, SqlStore,
+};
 use oio_application::ports::{
     Aggregate, Change, ChangeSet, Committed, EntityKey, QueueOp, QueueSignal, RepositoryError,
     UnitOfWork,
