@@ -355,10 +355,19 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// Only a path on this site: `/x`, never `//host` or `http://…` (no open redirect).
+/// Only a path on this site: `/x`, never `//host` or `http://…` (no open redirect). Control
+/// characters and whitespace are refused outright: browsers drop tabs and newlines from a URL, so
+/// `/<TAB>/evil.example` would become `//evil.example`, another site.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -553,7 +562,17 @@ mod tests {
             safe_next(Some("/sessions?status=running")),
             "/sessions?status=running"
         );
-        for bad in ["//evil.example", "https://evil.example", "evil", "/\\evil"] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "evil",
+            "/\\evil",
+            // Browsers drop tabs and newlines: each of these would become `//evil.example`.
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/ /evil.example",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
         assert_eq!(safe_next(None), "/");
