@@ -139,6 +139,30 @@ pub fn sha256_hex(value: &str) -> String {
     hex(&Sha256::digest(value.as_bytes()))
 }
 
+/// Password hashing is deliberately slow (tens of milliseconds, ~19 MiB each): it runs on tokio's
+/// blocking pool, never on the async workers that serve every other request, and at most one per
+/// core at a time, so a flood of sign-ins queues instead of taking the machine.
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    static SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    // The semaphore is never closed.
+    let _slot = SLOTS.acquire().await.expect("hashing slots stay open");
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("password hashing does not panic")
+}
+
+async fn hash_password_off_runtime(password: &str) -> Result<String, AuthError> {
+    let password = password.to_owned();
+    off_runtime(move || hash_password(&password)).await
+}
+
+async fn verify_password_off_runtime(password: &str, hash: &str) -> bool {
+    let (password, hash) = (password.to_owned(), hash.to_owned());
+    off_runtime(move || verify_password(&password, &hash)).await
+}
+
 fn hash_password(password: &str) -> Result<String, AuthError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
@@ -239,7 +263,7 @@ impl AuthService {
         self.store
             .insert_user(&UserRecord {
                 username: username.to_owned(),
-                password_hash: hash_password(password)?,
+                password_hash: hash_password_off_runtime(password).await?,
                 role,
                 created_at: now,
                 updated_at: now,
@@ -267,7 +291,7 @@ impl AuthService {
             .user(username)
             .await?
             .ok_or_else(|| AuthError::NotFound(format!("user {username}")))?;
-        let hash = hash_password(password)?;
+        let hash = hash_password_off_runtime(password).await?;
         if !self
             .store
             .update_user(username, &hash, role.unwrap_or(user.role), Utc::now())
@@ -313,7 +337,7 @@ impl AuthService {
         let hash = user
             .as_ref()
             .map_or(self.decoy_hash.as_str(), |u| u.password_hash.as_str());
-        let verified = verify_password(password, hash);
+        let verified = verify_password_off_runtime(password, hash).await;
         let user = match user {
             Some(user) if verified => user,
             _ => return Err(AuthError::InvalidCredentials),
