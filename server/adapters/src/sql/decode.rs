@@ -277,13 +277,14 @@ pub(crate) fn queue_entry_from_row(
     })
 }
 
-/// Rows of `(key, count)` from a `GROUP BY` (`key` TEXT, `n` a count).
+/// Rows of `(key, count)` from a `GROUP BY` (`key` TEXT, `n` a count); errors name `entity`.
 pub(crate) fn counts_from_rows<R: Columns>(
     rows: &[R],
+    entity: &'static str,
     key: &str,
 ) -> Result<Vec<(String, u64)>, RepositoryError> {
     let bad = |message: String| RepositoryError::Corrupt {
-        entity: "queue count",
+        entity,
         id: key.to_owned(),
         message,
     };

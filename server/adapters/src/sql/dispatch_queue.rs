@@ -175,6 +175,7 @@ async fn claim_in(tx: &mut Tx, request: &ClaimRequest) -> Result<Option<Claim>, 
         &tx.fetch_all(Sql::new(sql).bind(names).bind(entry.session))
             .await
             .map_err(map_sqlx_error)?,
+        "queue count",
         "server",
     )?;
     let Some((server, keep_remote)) = place(&entry, request, |name| {
@@ -346,7 +347,9 @@ impl DispatchQueue for SqlStore {
             ))
             .await
             .map_err(map_sqlx_error)?;
-        Ok(counts_from_rows(&rows, "agent")?.into_iter().collect())
+        Ok(counts_from_rows(&rows, "queue count", "agent")?
+            .into_iter()
+            .collect())
     }
 
     fn signals(&self) -> broadcast::Receiver<QueueSignal> {

@@ -331,7 +331,7 @@ pub(crate) trait Exec {
 }
 
 macro_rules! exec_on {
-    ($ty:ty, |$this:ident, $variant:ident, $e:ident| $exec:expr) => {
+    ($ty:ty, |$e:ident| $exec:expr) => {
         impl Exec for $ty {
             fn backend(&self) -> Backend {
                 match self {
@@ -341,72 +341,56 @@ macro_rules! exec_on {
             }
 
             async fn fetch_all(&mut self, sql: Sql) -> Result<Vec<Row>, sqlx::Error> {
-                let $this = self;
-                Ok(match $this {
-                    Self::Sqlite($e) => {
-                        let $variant = $exec;
-                        sql.for_sqlite()
-                            .fetch_all($variant)
-                            .await?
-                            .into_iter()
-                            .map(Row::Sqlite)
-                            .collect()
-                    }
-                    Self::Postgres($e) => {
-                        let $variant = $exec;
-                        sql.for_postgres()
-                            .fetch_all($variant)
-                            .await?
-                            .into_iter()
-                            .map(Row::Postgres)
-                            .collect()
-                    }
+                Ok(match self {
+                    Self::Sqlite($e) => sql
+                        .for_sqlite()
+                        .fetch_all($exec)
+                        .await?
+                        .into_iter()
+                        .map(Row::Sqlite)
+                        .collect(),
+                    Self::Postgres($e) => sql
+                        .for_postgres()
+                        .fetch_all($exec)
+                        .await?
+                        .into_iter()
+                        .map(Row::Postgres)
+                        .collect(),
                 })
             }
 
             async fn fetch_optional(&mut self, sql: Sql) -> Result<Option<Row>, sqlx::Error> {
-                let $this = self;
-                Ok(match $this {
-                    Self::Sqlite($e) => {
-                        let $variant = $exec;
-                        sql.for_sqlite()
-                            .fetch_optional($variant)
-                            .await?
-                            .map(Row::Sqlite)
-                    }
-                    Self::Postgres($e) => {
-                        let $variant = $exec;
-                        sql.for_postgres()
-                            .fetch_optional($variant)
-                            .await?
-                            .map(Row::Postgres)
-                    }
+                Ok(match self {
+                    Self::Sqlite($e) => sql
+                        .for_sqlite()
+                        .fetch_optional($exec)
+                        .await?
+                        .map(Row::Sqlite),
+                    Self::Postgres($e) => sql
+                        .for_postgres()
+                        .fetch_optional($exec)
+                        .await?
+                        .map(Row::Postgres),
                 })
             }
 
             async fn execute(&mut self, sql: Sql) -> Result<u64, sqlx::Error> {
-                let $this = self;
-                Ok(match $this {
-                    Self::Sqlite($e) => {
-                        let $variant = $exec;
-                        sql.for_sqlite().execute($variant).await?.rows_affected()
-                    }
-                    Self::Postgres($e) => {
-                        let $variant = $exec;
-                        sql.for_postgres().execute($variant).await?.rows_affected()
-                    }
+                Ok(match self {
+                    Self::Sqlite($e) => sql.for_sqlite().execute($exec).await?.rows_affected(),
+                    Self::Postgres($e) => sql.for_postgres().execute($exec).await?.rows_affected(),
                 })
             }
         }
     };
 }
 
-exec_on!(Pool, |this, exec, pool| &*pool);
-exec_on!(Tx, |this, exec, tx| &mut **tx);
+// `$e` names the variant's pool or transaction, `$exec` is the sqlx executor made of it.
+exec_on!(Pool, |pool| &*pool);
+exec_on!(Tx, |tx| &mut **tx);
 
 impl Pool {
     /// A transaction for a write: SQLite takes the database's write lock up front (see
-    /// `unit_of_work`), PostgreSQL starts a READ COMMITTED one.
+    /// `commit`), PostgreSQL starts a READ COMMITTED one.
     pub(crate) async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),

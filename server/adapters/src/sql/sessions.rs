@@ -161,7 +161,7 @@ impl SessionRepository for SqlStore {
             ))
             .await
             .map_err(map_sqlx_error)?;
-        super::decode::counts_from_rows(&rows, "status")?
+        super::decode::counts_from_rows(&rows, "session status count", "status")?
             .into_iter()
             .map(|(status, count)| {
                 let parsed =
